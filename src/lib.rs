@@ -1,0 +1,22 @@
+//! agentdesk: a self-hosted Slack agent for developer portals.
+//!
+//! People @mention the bot in a channel or DM it; an agent answers from the
+//! software catalog through lookup tools and replies in the thread. Every
+//! question is recorded as an invocation.
+//!
+//! The main parts, in the order a question travels through them:
+//!
+//! - [`slack`]: Socket Mode listener, event filtering and dedupe, reply
+//!   formatting (Markdown to mrkdwn, splitting under Slack's limits).
+//! - [`agent`]: the built-in agent and the tool-calling loop with its budgets.
+//! - [`llm`]: the [`llm::LlmBackend`] trait and the offline, OpenAI and
+//!   Anthropic backends.
+//! - [`tools`]: catalog lookups offered to the model, with JSON schemas.
+//! - [`catalog`]: blueprints, entities, relations, search and the importers.
+//! - [`store`]: the database pool, migrations, invocations and dedupe keys.
+//! - [`config`] and [`clock`]: settings from the environment and the one
+//!   clock that time-based logic reads.
+
+pub mod clock;
+pub mod config;
+pub mod llm;
