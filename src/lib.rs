@@ -20,3 +20,13 @@
 pub mod clock;
 pub mod config;
 pub mod llm;
+
+/// Installs ring as the process-wide TLS crypto provider.
+///
+/// reqwest (built with `rustls-no-provider`), sqlx and slack-morphism all use
+/// rustls; with no provider installed the first TLS handshake panics. Call
+/// this before building any client. Installing twice is harmless: the error
+/// for an already installed provider is ignored.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,1 @@
+//! The one integration test binary: each area of the product is a module.
