@@ -17,9 +17,11 @@
 //! - [`config`] and [`clock`]: settings from the environment and the one
 //!   clock that time-based logic reads.
 
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod llm;
+pub mod store;
 
 /// Installs ring as the process-wide TLS crypto provider.
 ///

@@ -42,19 +42,23 @@ CREATE INDEX entity_relations_target
     ON entity_relations (target_blueprint, target_identifier);
 
 -- One row per scalar property value (array elements each get a row), with
--- the value lower-cased, so property filters use an index.
+-- the value lower-cased, so property filters use an index; numbers also
+-- keep their numeric value for sorting.
 CREATE TABLE entity_property_values (
     entity_id BIGINT NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
-    value TEXT NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    num_value DOUBLE PRECISION,
     PRIMARY KEY (name, value, entity_id)
 );
 CREATE INDEX entity_property_values_entity ON entity_property_values (entity_id);
 
--- Search index: normalised terms per entity, the vocabulary of all terms,
--- and the trigrams of each vocabulary term for typo-tolerant lookup.
+-- Search index: normalised terms per entity (field: 0 identifier, 1 title,
+-- 2 tags, 3 description, 4 blueprint), the vocabulary of all terms, and the
+-- trigrams of each vocabulary term, keyed by term length, for typo-tolerant
+-- lookup.
 CREATE TABLE search_terms (
-    term TEXT NOT NULL,
+    term TEXT COLLATE "C" NOT NULL,
     entity_id BIGINT NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
     field BIGINT NOT NULL,
     PRIMARY KEY (term, entity_id, field)
@@ -62,13 +66,14 @@ CREATE TABLE search_terms (
 CREATE INDEX search_terms_entity ON search_terms (entity_id);
 
 CREATE TABLE search_vocab (
-    term TEXT PRIMARY KEY
+    term TEXT COLLATE "C" PRIMARY KEY
 );
 
 CREATE TABLE search_grams (
-    gram TEXT NOT NULL,
-    term TEXT NOT NULL,
-    PRIMARY KEY (gram, term)
+    gram TEXT COLLATE "C" NOT NULL,
+    term_length BIGINT NOT NULL,
+    term TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (gram, term_length, term)
 );
 
 CREATE TABLE invocations (

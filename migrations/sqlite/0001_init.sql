@@ -42,17 +42,21 @@ CREATE INDEX entity_relations_target
     ON entity_relations (target_blueprint, target_identifier);
 
 -- One row per scalar property value (array elements each get a row), with
--- the value lower-cased, so property filters use an index.
+-- the value lower-cased, so property filters use an index; numbers also
+-- keep their numeric value for sorting.
 CREATE TABLE entity_property_values (
     entity_id INTEGER NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     value TEXT NOT NULL,
+    num_value REAL,
     PRIMARY KEY (name, value, entity_id)
 );
 CREATE INDEX entity_property_values_entity ON entity_property_values (entity_id);
 
--- Search index: normalised terms per entity, the vocabulary of all terms,
--- and the trigrams of each vocabulary term for typo-tolerant lookup.
+-- Search index: normalised terms per entity (field: 0 identifier, 1 title,
+-- 2 tags, 3 description, 4 blueprint), the vocabulary of all terms, and the
+-- trigrams of each vocabulary term, keyed by term length, for typo-tolerant
+-- lookup.
 CREATE TABLE search_terms (
     term TEXT NOT NULL,
     entity_id INTEGER NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
@@ -67,8 +71,9 @@ CREATE TABLE search_vocab (
 
 CREATE TABLE search_grams (
     gram TEXT NOT NULL,
+    term_length INTEGER NOT NULL,
     term TEXT NOT NULL,
-    PRIMARY KEY (gram, term)
+    PRIMARY KEY (gram, term_length, term)
 );
 
 CREATE TABLE invocations (

@@ -1,0 +1,577 @@
+//! Catalog import: Backstage YAML and Port JSON files into the database.
+//!
+//! An import reads every path it is given (a file, or a folder walked for
+//! `.yaml`, `.yml` and `.json` files), follows the relative file targets of
+//! Backstage `Location` entities, and then writes everything in one
+//! transaction. Each path given is a *source*: importing the same path again
+//! updates entities that changed, leaves unchanged ones alone, and removes
+//! entities that came from that path before but are gone now.
+//!
+//! Nothing is written when any file is invalid: the error lists every
+//! problem with its file and position, so a broken file never deletes the
+//! entities it used to hold. References that point at no entity are kept
+//! (they show as dangling) and reported as warnings.
+//!
+//! The first import of real data removes the bundled demo catalog.
+
+mod backstage;
+mod port;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+use tracing::{info, instrument};
+
+use super::index::{self, PendingEntity};
+use super::{BlueprintDef, EntityDoc, EntityRef};
+use crate::clock::SharedClock;
+use crate::store::{Dialect, Store};
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ImportReport {
+    pub files: usize,
+    pub blueprints: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    /// Whether this import replaced the bundled demo catalog.
+    pub demo_removed: bool,
+    /// Problems that did not stop the import, such as references to
+    /// entities that are not in the catalog.
+    pub warnings: Vec<String>,
+}
+
+/// Every problem that stopped an import; nothing was written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ImportError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "the catalog was not imported: fix these {} problem(s) and import again \
+             (nothing was changed):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Entities and blueprints read from one source.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub blueprints: Vec<BlueprintDef>,
+    pub entities: Vec<EntityDoc>,
+    pub warnings: Vec<String>,
+}
+
+/// Where parsed data goes: its source key and whether it is the demo.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceKey {
+    pub key: String,
+    pub is_demo: bool,
+}
+
+/// Imports catalog files and folders.
+#[instrument(skip_all, fields(paths = paths.len()))]
+pub async fn import_paths(
+    store: &Store,
+    clock: &SharedClock,
+    paths: &[PathBuf],
+) -> Result<ImportReport> {
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let mut files = 0;
+
+    for path in paths {
+        match read_source(path) {
+            Ok((key, parsed, file_count)) => {
+                files += file_count;
+                sources.push((
+                    SourceKey {
+                        key,
+                        is_demo: false,
+                    },
+                    parsed,
+                ));
+            }
+            Err(source_problems) => problems.extend(source_problems),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ImportError { problems }.into());
+    }
+
+    let mut report = apply(store, clock, sources).await?;
+    report.files = files;
+    info!(
+        files = report.files,
+        created = report.created,
+        updated = report.updated,
+        unchanged = report.unchanged,
+        removed = report.removed,
+        warnings = report.warnings.len(),
+        "catalog imported"
+    );
+    Ok(report)
+}
+
+/// Reads one path given to an import into its source key and contents.
+fn read_source(path: &Path) -> Result<(String, Parsed, usize), Vec<String>> {
+    let root = path.canonicalize().map_err(|error| {
+        vec![format!(
+            "{}: cannot read this path ({error}); check that it exists",
+            path.display()
+        )]
+    })?;
+
+    let mut queue = if root.is_dir() {
+        catalog_files_in(&root).map_err(|error| vec![format!("{}: {error:#}", root.display())])?
+    } else {
+        vec![root.clone()]
+    };
+    queue.reverse();
+
+    let mut parsed = Parsed::default();
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+
+    while let Some(file) = queue.pop() {
+        if !seen.insert(file.clone()) {
+            continue;
+        }
+        match read_file(&file, &mut parsed) {
+            Ok(targets) => {
+                for target in targets {
+                    queue.push(target);
+                }
+            }
+            Err(file_problems) => problems.extend(file_problems),
+        }
+    }
+
+    if problems.is_empty() {
+        Ok((root.display().to_string(), parsed, seen.len()))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Lists catalog files under a folder, sorted, skipping hidden entries.
+fn catalog_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(folder)
+        .with_context(|| format!("cannot list folder {}", folder.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|entry| entry.file_name());
+
+    for entry in entries {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(catalog_files_in(&path)?);
+        } else if is_catalog_file(&path) {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+fn is_catalog_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|extension| extension.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Parses one file into `parsed`; returns Location targets to read next.
+fn read_file(file: &Path, parsed: &mut Parsed) -> Result<Vec<PathBuf>, Vec<String>> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| vec![format!("{shown}: cannot read the file ({error})")])?;
+
+    let is_json = file.extension().and_then(|extension| extension.to_str()) == Some("json");
+    if is_json {
+        port::parse_file(&text, &shown, parsed)?;
+        Ok(Vec::new())
+    } else {
+        let base = file.parent().unwrap_or_else(|| Path::new("."));
+        backstage::parse_file(&text, &shown, base, parsed)
+    }
+}
+
+/// Parses Port JSON text (used for the embedded demo catalog).
+pub(crate) fn parse_port_text(
+    text: &str,
+    name: &str,
+    parsed: &mut Parsed,
+) -> Result<(), Vec<String>> {
+    port::parse_file(text, name, parsed)
+}
+
+/// Writes parsed sources in one transaction.
+pub(crate) async fn apply(
+    store: &Store,
+    clock: &SharedClock,
+    sources: Vec<(SourceKey, Parsed)>,
+) -> Result<ImportReport> {
+    let now = clock.now_millis();
+    let mut report = ImportReport::default();
+    let mut transaction = begin_write(store).await?;
+    let connection: &mut AnyConnection = &mut transaction;
+
+    let is_demo_import = sources.iter().all(|(source, _)| source.is_demo);
+    if !is_demo_import {
+        report.demo_removed = remove_demo(connection).await?;
+    }
+
+    let mut stored_blueprints = load_blueprints(connection).await?;
+    let existing = load_entity_keys(connection).await?;
+    let mut known_terms = index::load_vocabulary(connection).await?;
+    let mut touched_blueprints = BTreeSet::new();
+    let mut any_removed_or_updated = false;
+
+    // Every blueprint first, so entities in any source can resolve against
+    // blueprints from any other.
+    for (source, parsed) in &sources {
+        for blueprint in &parsed.blueprints {
+            let merged = merge_blueprint(stored_blueprints.get(&blueprint.identifier), blueprint);
+            write_blueprint(connection, &merged, source, now).await?;
+            stored_blueprints.insert(merged.identifier.clone(), merged);
+            report.blueprints += 1;
+        }
+    }
+
+    let mut sources = sources;
+    for (_, parsed) in &mut sources {
+        let warnings = resolve_relation_targets(&mut parsed.entities, &stored_blueprints);
+        parsed.warnings.extend(warnings);
+    }
+
+    let mut all_refs: HashSet<EntityRef> = existing.keys().cloned().collect();
+    for (_, parsed) in &sources {
+        for entity in &parsed.entities {
+            all_refs.insert(EntityRef::new(&entity.blueprint, &entity.identifier));
+        }
+    }
+
+    for (source, parsed) in sources {
+        report.warnings.extend(parsed.warnings);
+        let mut seen = HashSet::new();
+        let mut pending = Vec::new();
+
+        for doc in parsed.entities {
+            let reference = EntityRef::new(&doc.blueprint, &doc.identifier);
+            if !seen.insert(reference.clone()) {
+                report.warnings.push(format!(
+                    "{reference} is defined more than once in {}; the first definition is kept",
+                    source.key
+                ));
+                continue;
+            }
+            if !stored_blueprints.contains_key(&doc.blueprint) {
+                let blueprint = implicit_blueprint(&doc.blueprint);
+                write_blueprint(connection, &blueprint, &source, now).await?;
+                stored_blueprints.insert(blueprint.identifier.clone(), blueprint);
+                report.warnings.push(format!(
+                    "{reference}: blueprint {:?} was not defined, so an empty one was created; \
+                     import its blueprint file to describe its properties",
+                    doc.blueprint
+                ));
+            }
+            report
+                .warnings
+                .extend(dangling_warnings(&reference, &doc, &all_refs));
+
+            let content_hash = index::content_hash(&doc, &source.key);
+            match existing.get(&reference) {
+                Some(stored) if stored.content_hash == content_hash => report.unchanged += 1,
+                Some(_) => {
+                    report.updated += 1;
+                    any_removed_or_updated = true;
+                }
+                None => report.created += 1,
+            }
+            if existing
+                .get(&reference)
+                .is_none_or(|stored| stored.content_hash != content_hash)
+            {
+                touched_blueprints.insert(doc.blueprint.clone());
+                pending.push(PendingEntity {
+                    doc,
+                    source: source.key.clone(),
+                    is_demo: source.is_demo,
+                    content_hash,
+                });
+            }
+        }
+
+        let titles: HashMap<String, String> = stored_blueprints
+            .iter()
+            .map(|(identifier, blueprint)| (identifier.clone(), blueprint.title.clone()))
+            .collect();
+        for chunk in pending.chunks(2_000) {
+            index::write_entities(connection, chunk, &titles, &mut known_terms, now).await?;
+        }
+
+        let gone: Vec<(i64, String)> = existing
+            .iter()
+            .filter(|(reference, stored)| stored.source == source.key && !seen.contains(*reference))
+            .map(|(reference, stored)| (stored.id, reference.blueprint.clone()))
+            .collect();
+        if !gone.is_empty() {
+            let ids: Vec<i64> = gone.iter().map(|(id, _)| *id).collect();
+            index::delete_entities(connection, &ids).await?;
+            touched_blueprints.extend(gone.into_iter().map(|(_, blueprint)| blueprint));
+            report.removed += ids.len();
+            any_removed_or_updated = true;
+        }
+    }
+
+    if any_removed_or_updated || report.demo_removed {
+        index::prune_vocabulary(connection).await?;
+    }
+    index::refresh_value_samples(connection, &touched_blueprints).await?;
+
+    transaction
+        .commit()
+        .await
+        .context("could not commit the catalog import")?;
+    Ok(report)
+}
+
+/// Starts a write transaction; on SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so two importers queue on the busy timeout instead
+/// of failing when one upgrades its read lock.
+async fn begin_write(store: &Store) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    let transaction = match store.dialect() {
+        Dialect::Sqlite => store.pool().begin_with("BEGIN IMMEDIATE").await,
+        Dialect::Postgres => store.pool().begin().await,
+    };
+    transaction.context("could not start a database transaction")
+}
+
+/// Deletes the demo catalog; returns whether there was one.
+async fn remove_demo(connection: &mut AnyConnection) -> Result<bool> {
+    let ids: Vec<i64> = sqlx::query("SELECT id FROM entities WHERE is_demo = 1")
+        .fetch_all(&mut *connection)
+        .await
+        .context("could not look for the demo catalog")?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    let blueprints = sqlx::query("DELETE FROM blueprints WHERE is_demo = 1")
+        .execute(&mut *connection)
+        .await
+        .context("could not remove the demo blueprints")?
+        .rows_affected();
+    index::delete_entities(connection, &ids).await?;
+    Ok(!ids.is_empty() || blueprints > 0)
+}
+
+#[derive(Debug)]
+struct StoredEntity {
+    id: i64,
+    source: String,
+    content_hash: String,
+}
+
+async fn load_entity_keys(
+    connection: &mut AnyConnection,
+) -> Result<HashMap<EntityRef, StoredEntity>> {
+    let rows = sqlx::query("SELECT id, blueprint, identifier, source, content_hash FROM entities")
+        .fetch_all(&mut *connection)
+        .await
+        .context("could not read the stored entities")?;
+    let mut entities = HashMap::with_capacity(rows.len());
+    for row in rows {
+        entities.insert(
+            EntityRef::new(
+                row.try_get::<String, _>("blueprint")?,
+                row.try_get::<String, _>("identifier")?,
+            ),
+            StoredEntity {
+                id: row.try_get("id")?,
+                source: row.try_get("source")?,
+                content_hash: row.try_get("content_hash")?,
+            },
+        );
+    }
+    Ok(entities)
+}
+
+/// Loads every stored blueprint definition.
+pub(crate) async fn load_blueprints(
+    connection: &mut AnyConnection,
+) -> Result<BTreeMap<String, BlueprintDef>> {
+    let rows = sqlx::query(
+        "SELECT identifier, title, description, schema_json, relations_json FROM blueprints",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .context("could not read the stored blueprints")?;
+
+    let mut blueprints = BTreeMap::new();
+    for row in rows {
+        let identifier: String = row.try_get("identifier")?;
+        let schema: String = row.try_get("schema_json")?;
+        let relations: String = row.try_get("relations_json")?;
+        blueprints.insert(
+            identifier.clone(),
+            BlueprintDef {
+                identifier,
+                title: row.try_get("title")?,
+                description: row.try_get("description")?,
+                schema: serde_json::from_str(&schema).context("stored schema is not JSON")?,
+                relations: serde_json::from_str(&relations)
+                    .context("stored relations are not JSON")?,
+            },
+        );
+    }
+    Ok(blueprints)
+}
+
+async fn write_blueprint(
+    connection: &mut AnyConnection,
+    blueprint: &BlueprintDef,
+    source: &SourceKey,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO blueprints (identifier, title, description, schema_json, relations_json, \
+         source, is_demo, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (identifier) DO UPDATE SET title = excluded.title, \
+         description = excluded.description, schema_json = excluded.schema_json, \
+         relations_json = excluded.relations_json, source = excluded.source, \
+         is_demo = excluded.is_demo, updated_at = excluded.updated_at",
+    )
+    .bind(blueprint.identifier.clone())
+    .bind(blueprint.title.clone())
+    .bind(blueprint.description.clone())
+    .bind(blueprint.schema.to_string())
+    .bind(serde_json::to_string(&blueprint.relations)?)
+    .bind(source.key.clone())
+    .bind(i64::from(source.is_demo))
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .with_context(|| format!("could not write blueprint {}", blueprint.identifier))?;
+    Ok(())
+}
+
+/// Combines a stored blueprint with a newly read one. Blueprints read from
+/// Port files replace the stored one; blueprints inferred from Backstage
+/// entities add their properties and relations to what is stored, because
+/// each Backstage file only shows part of a kind.
+fn merge_blueprint(stored: Option<&BlueprintDef>, new: &BlueprintDef) -> BlueprintDef {
+    let Some(stored) = stored else {
+        return new.clone();
+    };
+    if !backstage::is_inferred(new) {
+        return new.clone();
+    }
+
+    let mut merged = new.clone();
+    if let (Some(stored_properties), Some(properties)) = (
+        stored.schema.get("properties").and_then(Value::as_object),
+        merged
+            .schema
+            .get_mut("properties")
+            .and_then(Value::as_object_mut),
+    ) {
+        for (name, schema) in stored_properties {
+            properties
+                .entry(name.clone())
+                .or_insert_with(|| schema.clone());
+        }
+    }
+    for (name, relation) in &stored.relations {
+        merged
+            .relations
+            .entry(name.clone())
+            .or_insert_with(|| relation.clone());
+    }
+    merged
+}
+
+/// Fills in the target blueprint of relations read without one (Port
+/// relation values are bare identifiers) from the declaring blueprint.
+fn resolve_relation_targets(
+    entities: &mut [EntityDoc],
+    blueprints: &BTreeMap<String, BlueprintDef>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for entity in entities {
+        let declared = blueprints.get(&entity.blueprint);
+        for (name, targets) in &mut entity.relations {
+            let unresolved = targets.iter().any(|target| target.blueprint.is_empty());
+            if !unresolved {
+                continue;
+            }
+            let target_blueprint = declared
+                .and_then(|blueprint| blueprint.relations.get(name))
+                .map(|relation| relation.target.clone())
+                .filter(|target| !target.is_empty())
+                .or_else(|| blueprints.contains_key(name.as_str()).then(|| name.clone()));
+            match target_blueprint {
+                Some(target_blueprint) => {
+                    for target in targets
+                        .iter_mut()
+                        .filter(|target| target.blueprint.is_empty())
+                    {
+                        target.blueprint = target_blueprint.clone();
+                    }
+                }
+                None => warnings.push(format!(
+                    "{}:{}: relation {name} is not declared by blueprint {:?}, so its targets \
+                     cannot be resolved; import the blueprint file that declares it",
+                    entity.blueprint, entity.identifier, entity.blueprint
+                )),
+            }
+        }
+    }
+    warnings
+}
+
+fn implicit_blueprint(identifier: &str) -> BlueprintDef {
+    BlueprintDef {
+        identifier: identifier.to_string(),
+        title: identifier.to_string(),
+        description: String::new(),
+        schema: serde_json::json!({ "properties": {}, "required": [] }),
+        relations: BTreeMap::new(),
+    }
+}
+
+fn dangling_warnings(
+    reference: &EntityRef,
+    doc: &EntityDoc,
+    all_refs: &HashSet<EntityRef>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (relation, targets) in &doc.relations {
+        for target in targets {
+            if !all_refs.contains(target) {
+                warnings.push(format!(
+                    "{reference}: {relation} points to {target}, which is not in the catalog; \
+                     the reference is kept and shown as not found"
+                ));
+            }
+        }
+    }
+    warnings
+}

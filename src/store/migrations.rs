@@ -1,0 +1,43 @@
+//! Schema migrations, embedded in the binary, one folder per dialect.
+//!
+//! Both folders carry the same versions; sqlx records applied versions in
+//! `_sqlx_migrations` and takes a lock while migrating, so replicas starting
+//! together apply each migration once.
+
+use anyhow::Result;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::{Dialect, Store};
+
+/// (version, description, SQLite text, PostgreSQL text)
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "catalog, invocations and dedupe keys",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+pub(super) async fn run(store: &Store) -> Result<()> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sqlite, postgres)| {
+            let sql = match store.dialect() {
+                Dialect::Sqlite => *sqlite,
+                Dialect::Postgres => *postgres,
+            };
+            Migration::new(
+                *version,
+                (*description).into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+
+    Migrator::with_migrations(migrations)
+        .run(store.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The database: one sqlx pool over SQLite (the default, a file) or
+//! PostgreSQL (for several replicas), with the same queries on both.
+//!
+//! Queries go through sqlx's `Any` driver, so each statement is written once
+//! with `$1`-style parameters, which both SQLite and PostgreSQL accept. Only
+//! the schema differs by dialect (column types), and each dialect has its own
+//! migration folder with the same versions. Values crossing this boundary are
+//! limited to what `Any` carries: `i64`, `f64`, `String` and `NULL`. Times are
+//! milliseconds since the Unix epoch and JSON documents are text.
+
+pub mod dedupe;
+pub mod invocations;
+mod migrations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A migrated connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// How long a SQLite connection waits for another writer before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+impl Store {
+    /// Connects to `url`, creating a SQLite file when missing, and applies
+    /// pending migrations.
+    ///
+    /// Accepted forms: `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`,
+    /// `postgres://...` and `postgresql://...`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        crate::install_crypto_provider();
+
+        let (dialect, url) = normalize_url(url)?;
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid DATABASE_URL {}", redact_url(&url)))?;
+
+        let pool_options = match dialect {
+            Dialect::Sqlite => sqlite_pool_options(&url),
+            Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = pool_options
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not connect to the database at {}: check DATABASE_URL and that the \
+                     server is running",
+                    redact_url(&url)
+                )
+            })?;
+
+        let store = Self { pool, dialect };
+        migrations::run(&store)
+            .await
+            .context("could not apply database migrations")?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes every connection; used at shutdown so SQLite checkpoints its
+    /// write-ahead log.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_pool_options(url: &str) -> AnyPoolOptions {
+    // An in-memory database exists once per connection, so it gets one.
+    let max_connections = if url.contains(":memory:") { 1 } else { 8 };
+
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside one writer, and the busy timeout
+                // makes writers from several processes wait instead of failing.
+                connection.execute("PRAGMA journal_mode = WAL").await?;
+                connection
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+                    )))
+                    .await?;
+                connection.execute("PRAGMA foreign_keys = ON").await?;
+                connection.execute("PRAGMA synchronous = NORMAL").await?;
+                Ok(())
+            })
+        })
+}
+
+/// Splits a database URL into its dialect and the URL sqlx understands.
+fn normalize_url(url: &str) -> Result<(Dialect, String)> {
+    let url = url.trim();
+
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Dialect::Postgres, url.to_string()));
+    }
+
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        if rest.contains(":memory:") {
+            return Ok((Dialect::Sqlite, "sqlite::memory:".to_string()));
+        }
+        let path = rest.trim_start_matches("//");
+        if path.is_empty() {
+            bail!("invalid DATABASE_URL {url:?}: the SQLite file path is empty");
+        }
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mode = if path.contains("mode=") {
+            String::new()
+        } else {
+            format!("{separator}mode=rwc")
+        };
+        return Ok((Dialect::Sqlite, format!("sqlite://{path}{mode}")));
+    }
+
+    bail!(
+        "invalid DATABASE_URL {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
+        redact_url(url)
+    )
+}
+
+/// Removes a password from a URL before it reaches a message or log.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
