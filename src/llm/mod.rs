@@ -9,6 +9,10 @@
 //! and [`anthropic`] (the Messages API). Retries live in [`retry`], so every
 //! backend gets the same policy.
 
+pub mod anthropic;
+mod http;
+pub mod openai;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
