@@ -1,1 +1,4 @@
 //! The one integration test binary: each area of the product is a module.
+
+mod helpers;
+mod slack_standin;

@@ -1,1 +1,8 @@
+//! Local stand-ins for the services agentdesk talks to, for tests and
+//! benchmarks. Each stand-in listens on 127.0.0.1 on a port chosen by the
+//! system, speaks the real service's wire format, records what the product
+//! sent and injects faults on request.
+//!
+//! - [`slack`]: the Slack Web API and Socket Mode.
 
+pub mod slack;
