@@ -1,2 +1,5 @@
 //! The one integration test binary: each area of the product is a module.
+
+mod helpers;
 mod llm_clients;
+mod slack_standin;

@@ -1,7 +1,9 @@
-//! Local stand-ins for the services agentdesk talks to, used by its tests
-//! and benchmarks. Each one is a real HTTP server on 127.0.0.1 speaking the
-//! service's wire format, scripted by the caller.
+//! Local stand-ins for the services agentdesk talks to, for tests and
+//! benchmarks. Each stand-in listens on 127.0.0.1 on a port chosen by the
+//! system, speaks the real service's wire format, records what the product
+//! sent and injects faults on request.
 //!
+//! - [`slack`]: the Slack Web API and Socket Mode.
 //! - [`openai`]: the OpenAI Chat Completions API.
 //! - [`anthropic`]: the Anthropic Messages API.
 //!
@@ -10,5 +12,6 @@
 pub mod anthropic;
 pub mod openai;
 mod script;
+pub mod slack;
 
 pub use script::Reply;
