@@ -17,11 +17,16 @@
 //! - [`config`] and [`clock`]: settings from the environment and the one
 //!   clock that time-based logic reads.
 
+pub mod agent;
+pub mod app;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod llm;
+pub mod slack;
 pub mod store;
+pub mod telemetry;
+pub mod tools;
 
 /// Installs ring as the process-wide TLS crypto provider.
 ///

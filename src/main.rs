@@ -1,1 +1,228 @@
-fn main() {}
+//! The `agentdesk` command line: `serve`, `ask`, `catalog import` and
+//! `catalog stats`. Each command only wires parts of the library together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use agentdesk::app::{App, Question};
+use agentdesk::catalog::import::{ImportError, import_paths};
+use agentdesk::catalog::{Catalog, demo};
+use agentdesk::clock::system_clock;
+use agentdesk::config::Settings;
+use agentdesk::store::Store;
+use agentdesk::store::invocations::Status;
+
+#[derive(Parser)]
+#[command(
+    name = "agentdesk",
+    version,
+    about = "A self-hosted Slack agent that answers from your software catalog"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect to Slack in Socket Mode and answer until SIGINT or SIGTERM.
+    Serve,
+    /// Ask one question from the terminal, through the same pipeline as Slack.
+    Ask {
+        /// The question, for example "Who owns the payments service?".
+        question: String,
+        /// Agent to ask (default: the built-in agent).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import and inspect the software catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Import Backstage YAML and Port JSON files or folders. Importing a
+    /// path again updates what changed and removes what disappeared.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print how many entities each blueprint has.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = load_dotenv() {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    let default_filter = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    agentdesk::telemetry::init(default_filter);
+    agentdesk::install_crypto_provider();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads `.env` from the working directory when there is one.
+fn load_dotenv() -> Result<()> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(error) if error.not_found() => Ok(()),
+        Err(error) => Err(error).context("could not read the .env file"),
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    let clock = system_clock();
+
+    match command {
+        Command::Serve => {
+            let app = App::start(settings, clock).await?;
+            agentdesk::slack::serve::run(app).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask {
+            question,
+            agent,
+            json,
+        } => {
+            let app = App::start(settings, clock).await?;
+            let is_demo = demo::is_loaded(&app.store).await?;
+            let answer = app.answer(Question::from_cli(question, agent)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("{}\n", answer.answer);
+                if !answer.tool_calls.is_empty() {
+                    println!("Tools used:");
+                    for (index, call) in answer.tool_calls.iter().enumerate() {
+                        let failed = call
+                            .error
+                            .as_deref()
+                            .map(|error| format!(" (error: {error})"))
+                            .unwrap_or_default();
+                        println!("  {}. {} {}{failed}", index + 1, call.name, call.arguments);
+                    }
+                }
+                println!(
+                    "agent {} · backend {} · invocation {}",
+                    answer.agent, answer.backend, answer.invocation_id
+                );
+                if is_demo {
+                    println!(
+                        "(answered from the bundled demo catalog; load yours with `agentdesk \
+                         catalog import PATH`)"
+                    );
+                }
+            }
+            app.store.close().await;
+            Ok(if answer.status == Status::Completed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Catalog {
+            command: CatalogCommand::Import { paths, json },
+        } => {
+            let store = Store::connect(&settings.database_url).await?;
+            let result = import_paths(&store, &clock, &paths).await;
+            store.close().await;
+            let report = match result {
+                Ok(report) => report,
+                Err(error) if error.is::<ImportError>() => {
+                    eprint!("{error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(error) => return Err(error),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "Imported {} file(s): {} created, {} updated, {} unchanged, {} removed; {} \
+                     blueprint(s).",
+                    report.files,
+                    report.created,
+                    report.updated,
+                    report.unchanged,
+                    report.removed,
+                    report.blueprints
+                );
+                if report.demo_removed {
+                    println!("The bundled demo catalog was removed.");
+                }
+                if !report.warnings.is_empty() {
+                    println!("{} warning(s):", report.warnings.len());
+                    for warning in &report.warnings {
+                        println!("  - {warning}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog {
+            command: CatalogCommand::Stats { json },
+        } => {
+            let store = Store::connect(&settings.database_url).await?;
+            let stats = Catalog::new(store.clone()).stats().await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else if stats.is_empty() {
+                println!(
+                    "The catalog is empty. Import files with `agentdesk catalog import PATH`."
+                );
+            } else {
+                let width = stats
+                    .iter()
+                    .map(|line| line.identifier.len())
+                    .max()
+                    .unwrap_or(0);
+                for line in &stats {
+                    let demo = if line.is_demo { "  (demo)" } else { "" };
+                    println!(
+                        "{:<width$}  {:>7}  {}{demo}",
+                        line.identifier, line.entities, line.title
+                    );
+                }
+                let total: i64 = stats.iter().map(|line| line.entities).sum();
+                println!("{:<width$}  {:>7}", "total", total);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

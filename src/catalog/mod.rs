@@ -26,6 +26,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use query::truncate_chars;
 pub use query::{
     BlueprintInfo, CountResult, EntityDetail, EntitySummary, IncomingLink, LinkedEntity,
     OutgoingLink, PropertyInfo,

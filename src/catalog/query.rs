@@ -12,12 +12,17 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::index::list_placeholders;
+use super::normalize::compact;
 use super::search::{Filter, filter_sql};
 use super::{Catalog, EntityRef, OWNED_BY, RelationDef, Scope, inverse_relation};
 
 /// Longest string property value shown, in characters; longer ones are cut
 /// with a note.
 const MAX_VALUE_CHARS: usize = 400;
+
+/// Common values shown per property, and the longest value worth showing.
+const MAX_SAMPLES_SHOWN: usize = 12;
+const MAX_SAMPLE_CHARS: usize = 40;
 
 /// Incoming relations listed per entity; the total is reported beside them.
 const MAX_INCOMING: i64 = 100;
@@ -113,6 +118,10 @@ pub struct EntitySummary {
     pub properties: Map<String, Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub relations: BTreeMap<String, Vec<String>>,
+    /// Set in text search when the whole query is this entity's identifier,
+    /// name or title.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exact_match: bool,
 }
 
 /// The answer of a count.
@@ -512,6 +521,7 @@ impl Catalog {
                     description: truncate_chars(&description, 300),
                     properties,
                     relations: relations.get(&id).cloned().unwrap_or_default(),
+                    exact_match: false,
                 },
             );
         }
@@ -590,7 +600,7 @@ fn property_infos(schema: &Value, samples: &Value) -> BTreeMap<String, PropertyI
                 name.clone(),
                 PropertyInfo {
                     value_type: text("type"),
-                    title: text("title"),
+                    title: text("title").filter(|title| compact(title) != compact(name)),
                     format: text("format"),
                     allowed: definition.get("enum").and_then(Value::as_array).cloned(),
                     common_values: None,
@@ -610,16 +620,24 @@ fn property_infos(schema: &Value, samples: &Value) -> BTreeMap<String, PropertyI
                         .collect()
                 })
                 .unwrap_or_default();
-            infos
-                .entry(name.clone())
-                .or_insert_with(|| PropertyInfo {
-                    value_type: None,
-                    title: None,
-                    format: None,
-                    allowed: None,
-                    common_values: None,
-                })
-                .common_values = Some(values);
+            let info = infos.entry(name.clone()).or_insert_with(|| PropertyInfo {
+                value_type: None,
+                title: None,
+                format: None,
+                allowed: None,
+                common_values: None,
+            });
+            // Values only help where they work like an enum: not for
+            // e-mails, URLs or dates, not beside a declared enum, and not
+            // for long free text.
+            let is_enum_like = info.format.is_none()
+                && info.allowed.is_none()
+                && values
+                    .iter()
+                    .all(|value| value.chars().count() <= MAX_SAMPLE_CHARS);
+            if is_enum_like && !values.is_empty() {
+                info.common_values = Some(values.into_iter().take(MAX_SAMPLES_SHOWN).collect());
+            }
         }
     }
     infos

@@ -207,17 +207,22 @@ impl Catalog {
                 scored.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)))
             }
         }
-        let page: Vec<i64> = scored
+        let page: Vec<(i64, f64)> = scored
             .iter()
             .skip(request.offset)
             .take(limit)
-            .map(|(id, _)| *id)
+            .copied()
             .collect();
+        let ids: Vec<i64> = page.iter().map(|(id, _)| *id).collect();
+        let mut results = self.summaries(scope, &ids).await?;
+        for (summary, (_, score)) in results.iter_mut().zip(&page) {
+            summary.exact_match = *score >= EXACT_BONUS * 0.8;
+        }
 
         Ok(SearchResponse {
             total,
             total_is_lower_bound: capped,
-            results: self.summaries(scope, &page).await?,
+            results,
         })
     }
 
@@ -484,7 +489,9 @@ impl Catalog {
             return Ok(());
         }
         let sql = format!(
-            "SELECT id, identifier, name, title FROM entities WHERE id IN ({})",
+            "SELECT e.id AS id, e.identifier AS identifier, e.name AS name, e.title AS title, \
+             e.blueprint AS blueprint, b.title AS blueprint_title FROM entities e \
+             LEFT JOIN blueprints b ON b.identifier = e.blueprint WHERE e.id IN ({})",
             list_placeholders(1, top.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -500,9 +507,27 @@ impl Catalog {
             let identifier: String = row.try_get("identifier")?;
             let name: String = row.try_get("name")?;
             let title: String = row.try_get("title")?;
-            let extra = if compact(&identifier) == whole_query || compact(&name) == whole_query {
+            let kinds = [
+                compact(&row.try_get::<String, _>("blueprint")?),
+                compact(
+                    &row.try_get::<Option<String>, _>("blueprint_title")?
+                        .unwrap_or_default(),
+                ),
+            ];
+            // "payments service" names the service payments as exactly as
+            // "payments" does.
+            let names_exactly = |candidate: &str| {
+                let candidate = compact(candidate);
+                candidate == whole_query
+                    || kinds.iter().any(|kind| {
+                        !kind.is_empty()
+                            && (format!("{candidate}{kind}") == whole_query
+                                || format!("{kind}{candidate}") == whole_query)
+                    })
+            };
+            let extra = if names_exactly(&identifier) || names_exactly(&name) {
                 EXACT_BONUS
-            } else if compact(&title) == whole_query {
+            } else if names_exactly(&title) {
                 EXACT_BONUS * 0.8
             } else {
                 0.0

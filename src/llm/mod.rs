@@ -11,7 +11,9 @@
 
 pub mod anthropic;
 mod http;
+pub mod offline;
 pub mod openai;
+pub mod retry;
 
 use std::time::Duration;
 

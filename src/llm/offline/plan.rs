@@ -1,0 +1,1411 @@
+//! Plans: how each kind of question is answered with the catalog tools.
+//!
+//! Each plan calls tools through a [`Replay`] and writes its answer from
+//! their results. A plan that finds nothing for its subject hands the
+//! question to [`query`], which reads it against the catalog's own words
+//! (blueprints, property values, entity names); what that cannot place
+//! gets the help text.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::format::{help, join, label, label_of, linked, value_text};
+use super::intent::{self, Intent};
+use super::vocabulary::{Property, Vocabulary, property_in};
+use super::{Replay, Stop};
+use crate::catalog::normalize::{compact, terms};
+
+type Step<T> = Result<T, Stop>;
+
+/// Entities of one lookup that an answer covers at most.
+const MAX_SUBJECTS: usize = 3;
+
+/// Entities listed in one answer at most.
+const MAX_LISTED: usize = 50;
+
+/// Answers a question, or stops for the next tool call.
+pub(super) fn answer(replay: &mut Replay, question: &str, earlier: &[String]) -> Step<String> {
+    let mut intent = intent::parse(question);
+    resolve_pronoun(&mut intent, earlier);
+
+    match intent {
+        Intent::Owner(subject) => owner(replay, &subject, question),
+        Intent::Owned(subject) => owned(replay, &subject, question),
+        Intent::Members(subject) => members(replay, &subject, question),
+        Intent::Dependencies {
+            subject,
+            consumes_only,
+        } => dependencies(replay, &subject, consumes_only, question),
+        Intent::Dependents(subject) => dependents(replay, &subject, question),
+        Intent::Provides(subject) => provides(replay, &subject, question),
+        Intent::PartOf(subject) => part_of(replay, &subject, question),
+        Intent::Property { property, subject } => {
+            property_of(replay, &property, &subject, question)
+        }
+        Intent::Describe(subject) => describe(replay, &subject, question),
+        Intent::Count(rest) => query(replay, &rest, Mode::Count),
+        Intent::Query(text) => query(replay, &text, Mode::List),
+    }
+}
+
+/// Replaces "it", "that" and similar subjects with the subject of the
+/// latest earlier question in the thread that named one.
+fn resolve_pronoun(intent: &mut Intent, earlier: &[String]) {
+    const PRONOUNS: &[&str] = &[
+        "it",
+        "its",
+        "that",
+        "this",
+        "them",
+        "they",
+        "that one",
+        "this one",
+        "that service",
+        "this service",
+    ];
+    let Some(subject) = subject_mut(intent) else {
+        return;
+    };
+    if !PRONOUNS.contains(&subject.as_str()) {
+        return;
+    }
+    for question in earlier.iter().rev() {
+        let mut previous = intent::parse(question);
+        if let Some(previous_subject) = subject_mut(&mut previous)
+            && !PRONOUNS.contains(&previous_subject.as_str())
+        {
+            *subject = previous_subject.clone();
+            return;
+        }
+    }
+}
+
+fn subject_mut(intent: &mut Intent) -> Option<&mut String> {
+    match intent {
+        Intent::Owner(subject)
+        | Intent::Owned(subject)
+        | Intent::Members(subject)
+        | Intent::Dependents(subject)
+        | Intent::Provides(subject)
+        | Intent::PartOf(subject)
+        | Intent::Describe(subject)
+        | Intent::Dependencies { subject, .. }
+        | Intent::Property { subject, .. } => Some(subject),
+        Intent::Count(_) | Intent::Query(_) => None,
+    }
+}
+
+/// Entities found for a subject, with `get_entity` details.
+struct Lookup {
+    details: Vec<Value>,
+    /// Said before the answer when the match was not exact or not unique.
+    preface: Option<String>,
+}
+
+/// Finds the entities a subject names: every exact match (up to
+/// [`MAX_SUBJECTS`]), else the closest search result. `None` when nothing
+/// matches at all.
+fn look_up(replay: &mut Replay, subject: &str) -> Step<Option<Lookup>> {
+    let results = match replay.call("search_entities", json!({ "query": subject, "limit": 10 }))? {
+        Ok(response) => results_of(&response),
+        Err(_) => Vec::new(),
+    };
+    if results.is_empty() {
+        return Ok(None);
+    }
+
+    let exact: Vec<&Value> = results
+        .iter()
+        .filter(|result| result.get("exact_match").and_then(Value::as_bool) == Some(true))
+        .collect();
+    let (chosen, preface): (Vec<&Value>, Option<String>) = match exact.len() {
+        0 => {
+            // Entities of different kinds that share the closest name are
+            // all candidates, as exact matches would be.
+            let closest_identifier = results[0].get("identifier");
+            let closest: Vec<&Value> = results
+                .iter()
+                .filter(|result| result.get("identifier") == closest_identifier)
+                .take(MAX_SUBJECTS)
+                .collect();
+            let labels: Vec<String> = closest.iter().map(|entity| label_of(entity)).collect();
+            let preface = format!(
+                "I found no entity named exactly “{subject}”; the closest {} {}.",
+                if closest.len() == 1 {
+                    "match is"
+                } else {
+                    "matches are"
+                },
+                join(&labels)
+            );
+            (closest, Some(preface))
+        }
+        1 => (exact, None),
+        count => {
+            let preface = format!(
+                "“{subject}” matches {count} entities: {}.",
+                join(
+                    &exact
+                        .iter()
+                        .map(|entity| label_of(entity))
+                        .collect::<Vec<_>>()
+                )
+            );
+            (
+                exact.into_iter().take(MAX_SUBJECTS).collect(),
+                Some(preface),
+            )
+        }
+    };
+
+    let mut details = Vec::new();
+    for entity in chosen {
+        let reference = entity
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Ok(detail) = replay.call("get_entity", json!({ "entity": reference }))? {
+            details.push(detail);
+        }
+    }
+    Ok(Some(Lookup { details, preface }))
+}
+
+fn results_of(response: &Value) -> Vec<Value> {
+    response
+        .get("results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Runs `write` for each entity found for the subject and joins the
+/// answers; falls back to [`query`] when nothing matches.
+fn per_entity(
+    replay: &mut Replay,
+    subject: &str,
+    question: &str,
+    write: impl Fn(&Value) -> String,
+) -> Step<String> {
+    let Some(lookup) = look_up(replay, subject)? else {
+        return query(replay, &intent::normalize(question), Mode::List);
+    };
+    let mut parts: Vec<String> = lookup.preface.into_iter().collect();
+    let answers: Vec<String> = lookup.details.iter().map(write).collect();
+    if answers.len() > 1 {
+        parts.extend(answers.iter().map(|answer| format!("- {answer}")));
+    } else {
+        parts.extend(answers);
+    }
+    Ok(parts.join("\n"))
+}
+
+fn links<'a>(detail: &'a Value, key: &str) -> Vec<&'a Value> {
+    detail
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|items| items.iter().collect())
+        .unwrap_or_default()
+}
+
+/// Targets of the entity's own relations with one of the names.
+fn outgoing(detail: &Value, names: &[&str]) -> Vec<String> {
+    links(detail, "relations")
+        .into_iter()
+        .filter(|link| {
+            link.get("relation")
+                .and_then(Value::as_str)
+                .is_some_and(|name| names.contains(&name))
+        })
+        .filter_map(|link| link.get("target").map(linked))
+        .collect()
+}
+
+/// Sources of relations to the entity with one of the names.
+fn incoming(detail: &Value, names: &[&str]) -> Vec<String> {
+    links(detail, "referenced_by")
+        .into_iter()
+        .filter(|link| {
+            link.get("relation")
+                .and_then(Value::as_str)
+                .is_some_and(|name| names.contains(&name))
+        })
+        .filter_map(|link| link.get("source").map(linked))
+        .collect()
+}
+
+fn owner(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let owners: Vec<String> = links(detail, "owners").into_iter().map(linked).collect();
+        if owners.is_empty() {
+            format!("{} has no owner recorded in the catalog.", label_of(detail))
+        } else {
+            format!("{} is owned by {}.", label_of(detail), join(&owners))
+        }
+    })
+}
+
+fn owned(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let owned: Vec<&Value> = links(detail, "referenced_by")
+            .into_iter()
+            .filter(|link| link.get("relation").and_then(Value::as_str) == Some("ownedBy"))
+            .collect();
+        if owned.is_empty() {
+            return format!("{} owns nothing in the catalog.", label_of(detail));
+        }
+        let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for link in &owned {
+            let Some(source) = link.get("source") else {
+                continue;
+            };
+            let reference = source.get("ref").and_then(Value::as_str).unwrap_or("?");
+            let kind = reference
+                .split_once(':')
+                .map_or("", |(kind, _)| kind)
+                .to_string();
+            by_kind.entry(kind).or_default().push(linked(source));
+        }
+        let mut lines = vec![format!(
+            "{} owns {}:",
+            label_of(detail),
+            count_words(owned.len(), "entity", "entities")
+        )];
+        for (kind, items) in by_kind {
+            lines.push(format!("- {kind}: {}", join(&items)));
+        }
+        lines.push(more_note(detail, owned.len()));
+        lines.retain(|line| !line.is_empty());
+        lines.join("\n")
+    })
+}
+
+fn members(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let mut members = incoming(detail, &["memberOf"]);
+        for member in outgoing(detail, &["hasMember"]) {
+            if !members.contains(&member) {
+                members.push(member);
+            }
+        }
+        if members.is_empty() {
+            format!(
+                "{} has no members recorded in the catalog.",
+                label_of(detail)
+            )
+        } else {
+            format!(
+                "{} has {}: {}.",
+                label_of(detail),
+                count_words(members.len(), "member", "members"),
+                join(&members)
+            )
+        }
+    })
+}
+
+fn dependencies(
+    replay: &mut Replay,
+    subject: &str,
+    consumes_only: bool,
+    question: &str,
+) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let consumed = outgoing(detail, &["consumesApi"]);
+        let depends = outgoing(detail, &["dependsOn"]);
+        let mut sentences = Vec::new();
+        if !consumed.is_empty() {
+            sentences.push(format!("consumes {}", join(&consumed)));
+        }
+        if !depends.is_empty() && !(consumes_only && !consumed.is_empty()) {
+            sentences.push(format!("depends on {}", join(&depends)));
+        }
+        if sentences.is_empty() {
+            format!(
+                "{} has no dependencies recorded in the catalog.",
+                label_of(detail)
+            )
+        } else {
+            format!("{} {}.", label_of(detail), sentences.join("; it "))
+        }
+    })
+}
+
+fn dependents(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let depending = incoming(detail, &["dependsOn"]);
+        let consuming = incoming(detail, &["consumesApi"]);
+        let mut sentences = Vec::new();
+        if !depending.is_empty() {
+            sentences.push(format!("{} depend on it", join(&depending)));
+        }
+        if !consuming.is_empty() {
+            sentences.push(format!("{} consume it", join(&consuming)));
+        }
+        if sentences.is_empty() {
+            format!("Nothing in the catalog depends on {}.", label_of(detail))
+        } else {
+            format!("{}: {}.", label_of(detail), sentences.join("; "))
+        }
+    })
+}
+
+fn provides(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let provided = outgoing(detail, &["providesApi"]);
+        let provided_by = incoming(detail, &["providesApi"]);
+        if !provided.is_empty() {
+            format!("{} provides {}.", label_of(detail), join(&provided))
+        } else if !provided_by.is_empty() {
+            format!(
+                "{} is provided by {}.",
+                label_of(detail),
+                join(&provided_by)
+            )
+        } else {
+            format!("{} provides no APIs in the catalog.", label_of(detail))
+        }
+    })
+}
+
+fn part_of(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    per_entity(replay, subject, question, |detail| {
+        let parents = outgoing(detail, &["partOf", "childOf"]);
+        if parents.is_empty() {
+            format!(
+                "{} is not part of any system or domain in the catalog.",
+                label_of(detail)
+            )
+        } else {
+            format!("{} is part of {}.", label_of(detail), join(&parents))
+        }
+    })
+}
+
+/// Words that make a "what is the X of Y" question a list or a latest-of
+/// question rather than a property lookup.
+const SUPERLATIVES: &[&str] = &[
+    "last", "latest", "newest", "recent", "first", "earliest", "oldest", "previous",
+];
+
+fn property_of(replay: &mut Replay, property: &str, subject: &str, question: &str) -> Step<String> {
+    let property_words = terms(property);
+    if property_words
+        .iter()
+        .any(|word| SUPERLATIVES.contains(&word.as_str()))
+    {
+        return query(replay, &intent::normalize(question), Mode::List);
+    }
+    let Some(lookup) = look_up(replay, subject)? else {
+        return query(replay, &intent::normalize(question), Mode::List);
+    };
+
+    let mut answers = Vec::new();
+    let mut missing = Vec::new();
+    for detail in &lookup.details {
+        match read_property(detail, property) {
+            Some(text) => answers.push(text),
+            None => missing.push(detail),
+        }
+    }
+
+    if answers.is_empty() {
+        // Maybe the "property" is a kind of entity: "which teams is Elena in".
+        let vocabulary = vocabulary(replay)?;
+        let names_kind = property_words
+            .iter()
+            .any(|word| vocabulary.kind_for_word(word).is_some())
+            || vocabulary.kind_for_word(&compact(property)).is_some();
+        if names_kind {
+            return query(replay, &intent::normalize(question), Mode::List);
+        }
+        let described: Vec<String> = lookup.details.iter().map(describe_detail).collect();
+        let mut parts: Vec<String> = lookup.preface.into_iter().collect();
+        parts.push(format!(
+            "I found no property called “{property}”; here is what the catalog holds:"
+        ));
+        parts.extend(described);
+        return Ok(parts.join("\n\n"));
+    }
+
+    let mut parts: Vec<String> = lookup.preface.into_iter().collect();
+    parts.extend(answers);
+    for detail in missing {
+        parts.push(format!(
+            "{} has no “{property}” recorded.",
+            label_of(detail)
+        ));
+    }
+    Ok(parts.join("\n"))
+}
+
+/// Reads the property everyday words name from an entity detail.
+fn read_property(detail: &Value, words: &str) -> Option<String> {
+    let wanted = compact(words);
+    let entity = label_of(detail);
+    match wanted.as_str() {
+        "description" | "purpose" | "summary" => {
+            let description = detail
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !description.is_empty() {
+                return Some(format!("{entity}: {description}"));
+            }
+        }
+        "title" | "name" | "displayname" | "fullname" => {
+            let title = detail.get("title").and_then(Value::as_str).unwrap_or("");
+            return Some(format!("The name of {entity} is **{title}**."));
+        }
+        _ => {}
+    }
+
+    let properties = detail.get("properties").and_then(Value::as_object)?;
+    let listed: Vec<Property> = properties
+        .keys()
+        .map(|name| Property {
+            name: name.clone(),
+            title: None,
+            format: None,
+            values: Vec::new(),
+        })
+        .collect();
+    let name = property_in(&listed, words)?;
+    let value = value_text(&properties[&name]);
+    Some(format!("The {words} of {entity} is **{value}**."))
+}
+
+fn describe(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
+    let Some(lookup) = look_up(replay, subject)? else {
+        return query(replay, &intent::normalize(question), Mode::List);
+    };
+    let exact = lookup.preface.is_none() || lookup.details.len() > 1;
+    if !exact {
+        // "what are the open incidents" reads like a description request
+        // but names a kind of entity: list those instead, unless the
+        // closest entity carries every other word of the subject.
+        let vocabulary = vocabulary(replay)?;
+        let words = terms(subject);
+        let kinds = vocabulary.kind_mentions(&words);
+        if !kinds.is_empty() {
+            let mut is_kind_word = vec![false; words.len()];
+            for (start, length, _) in &kinds {
+                is_kind_word[*start..*start + *length]
+                    .iter_mut()
+                    .for_each(|flag| *flag = true);
+            }
+            let names = lookup.details.first().map(entity_terms).unwrap_or_default();
+            let named = words
+                .iter()
+                .zip(&is_kind_word)
+                .filter(|(_, is_kind)| !**is_kind)
+                .all(|(word, _)| names.contains(word));
+            if !named {
+                return query(replay, &intent::normalize(question), Mode::List);
+            }
+        }
+    }
+    let mut parts: Vec<String> = lookup.preface.into_iter().collect();
+    parts.extend(lookup.details.iter().map(describe_detail));
+    Ok(parts.join("\n\n"))
+}
+
+/// The terms of an entity's identifier and title.
+fn entity_terms(entity: &Value) -> Vec<String> {
+    let mut names = terms(
+        entity
+            .get("identifier")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
+    names.extend(terms(
+        entity.get("title").and_then(Value::as_str).unwrap_or(""),
+    ));
+    names
+}
+
+/// Properties too bulky or technical for a summary.
+const HIDDEN_PROPERTIES: &[&str] = &[
+    "annotations",
+    "labels",
+    "links",
+    "definition",
+    "picture",
+    "namespace",
+];
+
+fn describe_detail(detail: &Value) -> String {
+    let mut lines = Vec::new();
+    let kind = detail
+        .get("blueprint_title")
+        .and_then(Value::as_str)
+        .unwrap_or("entity");
+    lines.push(format!("{} is a {kind}.", label_of(detail)));
+
+    if let Some(description) = detail
+        .get("description")
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+    {
+        lines.push(description.to_string());
+    }
+    let owners: Vec<String> = links(detail, "owners").into_iter().map(linked).collect();
+    if !owners.is_empty() {
+        lines.push(format!("Owned by {}.", join(&owners)));
+    }
+
+    if let Some(properties) = detail.get("properties").and_then(Value::as_object) {
+        let shown: Vec<String> = properties
+            .iter()
+            .filter(|(name, value)| {
+                !HIDDEN_PROPERTIES.contains(&name.as_str())
+                    && name.as_str() != "description"
+                    && !value.is_object()
+                    && !value.is_null()
+            })
+            .map(|(name, value)| format!("{name}: {}", value_text(value)))
+            .filter(|text| text.chars().count() <= 160)
+            .take(12)
+            .collect();
+        if !shown.is_empty() {
+            lines.push(format!("Properties: {}.", shown.join("; ")));
+        }
+    }
+
+    let mut by_relation: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for link in links(detail, "relations") {
+        let name = link
+            .get("relation")
+            .and_then(Value::as_str)
+            .unwrap_or("related to");
+        if let Some(target) = link.get("target") {
+            by_relation
+                .entry(name.to_string())
+                .or_default()
+                .push(linked(target));
+        }
+    }
+    for (name, targets) in by_relation {
+        lines.push(format!("{name}: {}.", join(&targets)));
+    }
+
+    let mut referenced: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for link in links(detail, "referenced_by") {
+        let name = link
+            .get("inverse")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "referenced as {}",
+                    link.get("relation").and_then(Value::as_str).unwrap_or("?")
+                )
+            });
+        if let Some(source) = link.get("source") {
+            referenced.entry(name).or_default().push(linked(source));
+        }
+    }
+    for (name, sources) in referenced {
+        let shown: Vec<String> = sources.iter().take(10).cloned().collect();
+        let more = if sources.len() > shown.len() {
+            format!(" and {} more", sources.len() - shown.len())
+        } else {
+            String::new()
+        };
+        lines.push(format!("{name}: {}{more}.", join(&shown)));
+    }
+    lines.join("\n")
+}
+
+fn vocabulary(replay: &mut Replay) -> Step<Vocabulary> {
+    if let Some(vocabulary) = &replay.vocabulary {
+        return Ok(vocabulary.clone());
+    }
+    let vocabulary = match replay.call("list_blueprints", json!({}))? {
+        Ok(result) => Vocabulary::from_result(&result),
+        Err(_) => Vocabulary::default(),
+    };
+    replay.vocabulary = Some(vocabulary.clone());
+    Ok(vocabulary)
+}
+
+/// Whether a query lists entities or counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    List,
+    Count,
+}
+
+/// Phrases that only say "in the catalog" or "do we have".
+const NOISE_PHRASES: &[&str] = &[
+    "in the software catalog",
+    "in our software catalog",
+    "in the catalog",
+    "in our catalog",
+    "in the catalogue",
+    "do we have",
+    "do we own",
+    "are there",
+    "is there",
+    "right now",
+    "at the moment",
+    "these days",
+    "so far",
+];
+
+/// Words that carry no subject in a list question.
+const FILLER: &[&str] = &[
+    "a",
+    "all",
+    "an",
+    "and",
+    "any",
+    "anything",
+    "are",
+    "at",
+    "be",
+    "been",
+    "by",
+    "can",
+    "currently",
+    "did",
+    "do",
+    "does",
+    "each",
+    "every",
+    "exist",
+    "exists",
+    "find",
+    "for",
+    "from",
+    "get",
+    "give",
+    "happened",
+    "happen",
+    "happening",
+    "has",
+    "have",
+    "how",
+    "i",
+    "in",
+    "info",
+    "is",
+    "it",
+    "its",
+    "list",
+    "many",
+    "me",
+    "much",
+    "my",
+    "now",
+    "of",
+    "on",
+    "or",
+    "our",
+    "please",
+    "show",
+    "so",
+    "state",
+    "status",
+    "still",
+    "tell",
+    "that",
+    "the",
+    "their",
+    "them",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "to",
+    "total",
+    "was",
+    "we",
+    "were",
+    "what",
+    "whats",
+    "when",
+    "where",
+    "which",
+    "who",
+    "whose",
+    "with",
+    "number",
+    "count",
+    "details",
+    "going",
+    "recently",
+    "one",
+    "ones",
+    "registered",
+    "listed",
+    "known",
+    "tracked",
+    "recorded",
+    "defined",
+    "available",
+    "catalogued",
+    "cataloged",
+    "altogether",
+    "overall",
+    "entries",
+    "entry",
+    "right",
+    "today",
+];
+
+/// Reads a question against the catalog's own words: the kind of entity
+/// asked for, property values that filter it, an entity it must be related
+/// to, and whether the latest or earliest one is wanted.
+fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
+    let vocabulary = vocabulary(replay)?;
+    let mut cleaned = format!(" {} ", intent::normalize(text));
+    for phrase in NOISE_PHRASES {
+        cleaned = cleaned.replace(&format!(" {phrase} "), " ");
+    }
+    let words: Vec<String> = terms(&cleaned);
+
+    let newest = words.iter().any(|word| {
+        matches!(
+            word.as_str(),
+            "last" | "latest" | "newest" | "recent" | "previous"
+        )
+    });
+    let oldest = words
+        .iter()
+        .any(|word| matches!(word.as_str(), "first" | "earliest" | "oldest"));
+
+    let kinds = vocabulary.kind_mentions(&words);
+    let mut used = vec![false; words.len()];
+    for (start, length, _) in &kinds {
+        used[*start..*start + *length]
+            .iter_mut()
+            .for_each(|used| *used = true);
+    }
+    for (index, word) in words.iter().enumerate() {
+        if FILLER.contains(&word.as_str()) || SUPERLATIVES.contains(&word.as_str()) {
+            used[index] = true;
+        }
+    }
+    let kind_ids: Vec<String> = kinds.iter().map(|(_, _, kind)| kind.clone()).collect();
+    let values = vocabulary.value_mentions(&words, &kind_ids, &used);
+    for mention in &values {
+        used[mention.start..mention.start + mention.length]
+            .iter_mut()
+            .for_each(|used| *used = true);
+    }
+    // "components with lifecycle production": the property's own name
+    // carries no subject.
+    for (index, word) in words.iter().enumerate() {
+        let names_property = kind_ids
+            .iter()
+            .chain(values.iter().map(|mention| &mention.blueprint))
+            .any(|kind| {
+                vocabulary.kind(kind).is_some_and(|kind| {
+                    property_in(&kind.properties, word).is_some_and(|name| compact(&name) == *word)
+                })
+            });
+        if names_property {
+            used[index] = true;
+        }
+    }
+    let rest: Vec<String> = words
+        .iter()
+        .zip(&used)
+        .filter(|(_, used)| !**used)
+        .map(|(word, _)| word.clone())
+        .collect();
+
+    let target = kind_ids
+        .first()
+        .cloned()
+        .or_else(|| values.first().map(|mention| mention.blueprint.clone()));
+    let Some(target) = target else {
+        return entity_or_help(replay, &words);
+    };
+    let singular = kinds
+        .first()
+        .map(|(start, length, _)| !words[*start..*start + *length].concat().ends_with('s'))
+        .unwrap_or(false);
+
+    let mut plan = ListPlan {
+        target: target.clone(),
+        filters: Map::new(),
+        conditions: Vec::new(),
+        free_text: None,
+        related: None,
+        sort: None,
+        limit: MAX_LISTED,
+    };
+
+    // Values of the target itself filter it directly; values of another
+    // kind filter that kind, which is then followed to the target.
+    let mut other_values: BTreeMap<String, Vec<&super::vocabulary::ValueMention>> = BTreeMap::new();
+    for mention in &values {
+        if mention.blueprint == target {
+            plan.add_filter(&mention.property, &mention.values);
+        } else {
+            other_values
+                .entry(mention.blueprint.clone())
+                .or_default()
+                .push(mention);
+        }
+    }
+
+    if !rest.is_empty() {
+        let phrase = rest.join(" ");
+        match related_entity(replay, &phrase, &target)? {
+            Some(entity) => plan.related = Some(entity),
+            None => plan.free_text = Some(phrase),
+        }
+    }
+
+    if newest || oldest {
+        if let Some(property) = vocabulary.date_property(&target) {
+            plan.sort = Some((property, newest));
+            if singular || mode == Mode::List && newest != oldest && kinds.len() <= 1 {
+                plan.limit = if singular { 1 } else { 5 };
+            }
+        }
+    }
+
+    if let Some((kind, mentions)) = other_values.into_iter().next() {
+        return through_related_kind(replay, &vocabulary, &plan, &kind, &mentions, mode);
+    }
+    if let Some(related) = plan.related.clone() {
+        let kind = vocabulary.kind(&target);
+        let relation = kind.and_then(|kind| {
+            kind.relations
+                .iter()
+                .find(|relation| relation.target == related.blueprint)
+                .map(|relation| relation.name.clone())
+        });
+        match relation {
+            Some(relation) => {
+                plan.conditions
+                    .push(format!("related to {}", related.label));
+                plan.filters.insert(relation, json!(related.identifier));
+            }
+            None => return from_related_entity(replay, &vocabulary, &plan, &related),
+        }
+    }
+    run_list(replay, &vocabulary, &plan, mode)
+}
+
+/// Answers a question that names no kind of entity: the words may name an
+/// entity ("artist-lookup?"), or an entity and one of its properties
+/// ("artist lookup lifecycle"); anything else gets the help text.
+fn entity_or_help(replay: &mut Replay, words: &[String]) -> Step<String> {
+    let meaningful: Vec<&String> = words
+        .iter()
+        .filter(|word| !FILLER.contains(&word.as_str()))
+        .collect();
+    if meaningful.is_empty() || meaningful.len() > 6 {
+        return Ok(help());
+    }
+    let phrase = meaningful
+        .iter()
+        .map(|word| word.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(lookup) = look_up(replay, &phrase)?
+        && lookup.preface.is_none()
+    {
+        return Ok(lookup
+            .details
+            .iter()
+            .map(describe_detail)
+            .collect::<Vec<_>>()
+            .join("\n\n"));
+    }
+
+    for property_words in 1..=2.min(meaningful.len().saturating_sub(1)) {
+        let split = meaningful.len() - property_words;
+        let subject = meaningful[..split]
+            .iter()
+            .map(|word| word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let property = meaningful[split..]
+            .iter()
+            .map(|word| word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let Some(lookup) = look_up(replay, &subject)? else {
+            continue;
+        };
+        if lookup.preface.is_some() && lookup.details.len() < 2 {
+            continue;
+        }
+        let answers: Vec<String> = lookup
+            .details
+            .iter()
+            .filter_map(|detail| read_property(detail, &property))
+            .collect();
+        if !answers.is_empty() {
+            return Ok(answers.join("\n"));
+        }
+    }
+    Ok(help())
+}
+
+/// An entity a list question is about ("incidents for checkout").
+#[derive(Debug, Clone)]
+struct Related {
+    reference: String,
+    blueprint: String,
+    identifier: String,
+    label: String,
+}
+
+/// The list being built from a question.
+#[derive(Debug, Clone)]
+struct ListPlan {
+    target: String,
+    filters: Map<String, Value>,
+    conditions: Vec<String>,
+    free_text: Option<String>,
+    related: Option<Related>,
+    /// Property to sort by, and whether newest first.
+    sort: Option<(String, bool)>,
+    limit: usize,
+}
+
+impl ListPlan {
+    fn add_filter(&mut self, property: &str, values: &[String]) {
+        self.filters.insert(property.to_string(), json!(values));
+        self.conditions
+            .push(format!("{property} {}", values.join(" or ")));
+    }
+}
+
+/// Finds an entity named by the leftover words of a list question, of a
+/// kind other than the one listed: an exact match, or a top result that
+/// carries every word in its identifier or title.
+fn related_entity(replay: &mut Replay, phrase: &str, target: &str) -> Step<Option<Related>> {
+    let response = match replay.call("search_entities", json!({ "query": phrase, "limit": 5 }))? {
+        Ok(response) => response,
+        Err(_) => return Ok(None),
+    };
+    let results = results_of(&response);
+    let wanted = terms(phrase);
+    let chosen = results
+        .iter()
+        .find(|result| result.get("exact_match").and_then(Value::as_bool) == Some(true))
+        .or_else(|| {
+            results.first().filter(|result| {
+                let names = entity_terms(result);
+                wanted.iter().all(|word| names.contains(word))
+            })
+        });
+    let Some(chosen) = chosen else {
+        return Ok(None);
+    };
+    let blueprint = chosen
+        .get("blueprint")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if blueprint == target {
+        return Ok(None);
+    }
+    Ok(Some(Related {
+        reference: chosen
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        blueprint,
+        identifier: chosen
+            .get("identifier")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        label: label_of(chosen),
+    }))
+}
+
+/// Lists or counts the target kind with the plan's filters.
+fn run_list(
+    replay: &mut Replay,
+    vocabulary: &Vocabulary,
+    plan: &ListPlan,
+    mode: Mode,
+) -> Step<String> {
+    let kind_title = vocabulary
+        .kind(&plan.target)
+        .map(|kind| kind.title.clone())
+        .unwrap_or_else(|| plan.target.clone());
+    let conditions = describe_conditions(plan);
+
+    if mode == Mode::Count && plan.free_text.is_none() {
+        let mut arguments = json!({ "blueprint": plan.target });
+        if !plan.filters.is_empty() {
+            arguments["filters"] = Value::Object(plan.filters.clone());
+        }
+        let total = match replay.call("count_entities", arguments)? {
+            Ok(result) => result.get("total").and_then(Value::as_i64).unwrap_or(0),
+            Err(error) => return Ok(format!("I could not count {kind_title} entities: {error}")),
+        };
+        return Ok(format!(
+            "There {} {total} {} in the catalog{conditions}.",
+            if total == 1 { "is" } else { "are" },
+            plural(&kind_title, total as usize).to_lowercase()
+        ));
+    }
+
+    let mut arguments = json!({ "blueprint": plan.target, "limit": plan.limit });
+    if !plan.filters.is_empty() {
+        arguments["filters"] = Value::Object(plan.filters.clone());
+    }
+    if let Some(text) = &plan.free_text {
+        arguments["query"] = json!(text);
+    }
+    if let Some((property, newest)) = &plan.sort {
+        arguments["sort_by"] = json!(property);
+        arguments["order"] = json!(if *newest { "desc" } else { "asc" });
+    }
+    let response = match replay.call("search_entities", arguments)? {
+        Ok(response) => response,
+        Err(error) => {
+            return Ok(format!(
+                "I could not search the {kind_title} entities: {error}"
+            ));
+        }
+    };
+    let results = results_of(&response);
+    let total = response
+        .get("total")
+        .and_then(Value::as_u64)
+        .unwrap_or(results.len() as u64) as usize;
+
+    if mode == Mode::Count {
+        return Ok(format!(
+            "{total} {} match{conditions}.",
+            plural(&kind_title, total)
+        ));
+    }
+    if results.is_empty() {
+        return Ok(format!(
+            "No {} in the catalog{conditions}.",
+            plural(&kind_title, 2)
+        ));
+    }
+
+    let shown_properties = shown_properties(plan);
+    let single_relations: Vec<String> = vocabulary
+        .kind(&plan.target)
+        .map(|kind| {
+            kind.relations
+                .iter()
+                .filter(|relation| !relation.many)
+                .map(|relation| relation.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let lines: Vec<String> = results
+        .iter()
+        .map(|result| {
+            let summary = property_summary(result, &shown_properties, &single_relations);
+            format!("- {}{summary}", label_of(result))
+        })
+        .collect();
+
+    let heading = match &plan.sort {
+        Some((_, newest)) if plan.limit == 1 => format!(
+            "The {} {}{conditions} is:",
+            if *newest { "latest" } else { "earliest" },
+            kind_title.to_lowercase()
+        ),
+        Some((_, newest)) => format!(
+            "The {} {}{conditions}, {} first:",
+            plural(&kind_title, 2).to_lowercase(),
+            "",
+            if *newest { "newest" } else { "oldest" }
+        )
+        .replace("  ", " "),
+        None if total > results.len() => format!(
+            "{total} {}{conditions}; the first {} are:",
+            plural(&kind_title, total).to_lowercase(),
+            results.len()
+        ),
+        None => format!(
+            "{total} {}{conditions}:",
+            plural(&kind_title, total).to_lowercase()
+        ),
+    };
+    Ok(format!("{heading}\n{}", lines.join("\n")))
+}
+
+fn describe_conditions(plan: &ListPlan) -> String {
+    let mut conditions = plan.conditions.clone();
+    if let Some(text) = &plan.free_text {
+        conditions.push(format!("matching “{text}”"));
+    }
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", conditions.join(", "))
+    }
+}
+
+/// Properties worth showing beside each listed entity.
+fn shown_properties(plan: &ListPlan) -> Vec<String> {
+    let mut shown: Vec<String> = plan.filters.keys().cloned().collect();
+    if let Some((property, _)) = &plan.sort {
+        shown.push(property.clone());
+    }
+    for common in [
+        "status",
+        "severity",
+        "version",
+        "lifecycle",
+        "tier",
+        "type",
+        "environment",
+    ] {
+        shown.push(common.to_string());
+    }
+    let mut seen = Vec::new();
+    shown.retain(|name| {
+        let keep = !seen.contains(name);
+        seen.push(name.clone());
+        keep
+    });
+    shown
+}
+
+fn property_summary(result: &Value, names: &[String], single_relations: &[String]) -> String {
+    let Some(properties) = result.get("properties").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            properties
+                .get(name)
+                .filter(|value| !value.is_null() && !value.is_object())
+                .map(|value| format!("{name}: {}", value_text(value)))
+        })
+        .take(4)
+        .collect();
+    if let Some(relations) = result.get("relations").and_then(Value::as_object) {
+        for (name, targets) in relations {
+            if !single_relations.contains(name) || parts.len() >= 6 {
+                continue;
+            }
+            if let Some(targets) = targets.as_array() {
+                let targets: Vec<String> = targets
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                if targets.len() == 1 {
+                    parts.push(format!("{name}: {}", targets[0]));
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" — {}", parts.join(", "))
+    }
+}
+
+/// Answers "which services have open critical vulnerabilities": the values
+/// belong to another kind, which is searched and followed to the target
+/// through its relation.
+fn through_related_kind(
+    replay: &mut Replay,
+    vocabulary: &Vocabulary,
+    plan: &ListPlan,
+    kind: &str,
+    mentions: &[&super::vocabulary::ValueMention],
+    mode: Mode,
+) -> Step<String> {
+    let Some(relation) = vocabulary.kind(kind).and_then(|other| {
+        other
+            .relations
+            .iter()
+            .find(|relation| relation.target == plan.target)
+            .map(|relation| relation.name.clone())
+    }) else {
+        // No way to follow: list the kind the values belong to instead.
+        let mut direct = plan.clone();
+        direct.target = kind.to_string();
+        direct.filters.clear();
+        direct.conditions.clear();
+        for mention in mentions {
+            direct.add_filter(&mention.property, &mention.values);
+        }
+        return run_list(replay, vocabulary, &direct, mode);
+    };
+
+    let mut filters = Map::new();
+    let mut conditions = Vec::new();
+    for mention in mentions {
+        filters.insert(mention.property.clone(), json!(mention.values));
+        conditions.push(format!(
+            "{} {}",
+            mention.property,
+            mention.values.join(" or ")
+        ));
+    }
+    let response = match replay.call(
+        "search_entities",
+        json!({ "blueprint": kind, "filters": filters, "limit": 100 }),
+    )? {
+        Ok(response) => response,
+        Err(error) => return Ok(format!("I could not search the {kind} entities: {error}")),
+    };
+
+    let mut by_target: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for result in results_of(&response) {
+        let Some(targets) = result
+            .pointer(&format!("/relations/{relation}"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        for target in targets.iter().filter_map(Value::as_str) {
+            by_target
+                .entry(target.to_string())
+                .or_default()
+                .push(label_of(&result));
+        }
+    }
+    if let Some(related) = &plan.related {
+        by_target.retain(|target, _| *target == related.reference);
+    }
+
+    let target_title = vocabulary
+        .kind(&plan.target)
+        .map_or(plan.target.clone(), |kind| kind.title.clone());
+    let kind_title = vocabulary
+        .kind(kind)
+        .map_or(kind.to_string(), |kind| kind.title.clone());
+    let condition = format!(
+        "{} with {}",
+        plural(&kind_title, 2).to_lowercase(),
+        conditions.join(", ")
+    );
+    if by_target.is_empty() {
+        return Ok(format!(
+            "No {} have {condition}.",
+            plural(&target_title, 2).to_lowercase()
+        ));
+    }
+    if mode == Mode::Count {
+        return Ok(format!(
+            "{} {} have {condition}.",
+            by_target.len(),
+            plural(&target_title, by_target.len()).to_lowercase()
+        ));
+    }
+    let lines: Vec<String> = by_target
+        .iter()
+        .map(|(target, sources)| format!("- {}: {}", label(target, None), join(sources)))
+        .collect();
+    Ok(format!(
+        "{} {} have {condition}:\n{}",
+        by_target.len(),
+        plural(&target_title, by_target.len()).to_lowercase(),
+        lines.join("\n")
+    ))
+}
+
+/// Answers "which teams is Elena in": the target kind has no relation to
+/// the entity's kind, so the entity's own relations (either way) are read.
+fn from_related_entity(
+    replay: &mut Replay,
+    vocabulary: &Vocabulary,
+    plan: &ListPlan,
+    related: &Related,
+) -> Step<String> {
+    let detail = match replay.call("get_entity", json!({ "entity": related.reference }))? {
+        Ok(detail) => detail,
+        Err(error) => return Ok(format!("I could not read {}: {error}", related.label)),
+    };
+    let prefix = format!("{}:", plan.target);
+    let mut found = Vec::new();
+    for link in links(&detail, "relations") {
+        if let Some(target) = link.get("target")
+            && target
+                .get("ref")
+                .and_then(Value::as_str)
+                .is_some_and(|reference| reference.starts_with(&prefix))
+        {
+            let relation = link
+                .get("relation")
+                .and_then(Value::as_str)
+                .unwrap_or("related");
+            found.push(format!("{} ({relation})", linked(target)));
+        }
+    }
+    for link in links(&detail, "referenced_by") {
+        if let Some(source) = link.get("source")
+            && source
+                .get("ref")
+                .and_then(Value::as_str)
+                .is_some_and(|reference| reference.starts_with(&prefix))
+        {
+            let relation = link
+                .get("relation")
+                .and_then(Value::as_str)
+                .unwrap_or("related");
+            found.push(format!("{} ({relation})", linked(source)));
+        }
+    }
+
+    let kind_title = vocabulary
+        .kind(&plan.target)
+        .map_or(plan.target.clone(), |kind| kind.title.clone());
+    if found.is_empty() {
+        return Ok(format!(
+            "{} has no related {} in the catalog.",
+            related.label,
+            plural(&kind_title, 2).to_lowercase()
+        ));
+    }
+    Ok(format!(
+        "{} is related to {} {}: {}.",
+        related.label,
+        found.len(),
+        plural(&kind_title, found.len()).to_lowercase(),
+        join(&found)
+    ))
+}
+
+fn plural(title: &str, count: usize) -> String {
+    if count == 1 {
+        return title.to_string();
+    }
+    let lower = title.to_lowercase();
+    if lower.ends_with('y') && !lower.ends_with("ey") {
+        format!("{}ies", &title[..title.len() - 1])
+    } else if lower.ends_with('s') {
+        format!("{title}es")
+    } else {
+        format!("{title}s")
+    }
+}
+
+fn count_words(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+fn more_note(detail: &Value, shown: usize) -> String {
+    let total = detail
+        .get("referenced_by_total")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    let listed = links(detail, "referenced_by").len();
+    if total > listed && shown > 0 {
+        format!("(The catalog lists {total} references to it; only the first {listed} were read.)")
+    } else {
+        String::new()
+    }
+}

@@ -1,0 +1,3 @@
+//! Slack: the Socket Mode listener, event filtering and replies.
+
+pub mod serve;
