@@ -35,6 +35,8 @@ pub(super) enum Intent {
     Describe(String),
     /// How many of something.
     Count(String),
+    /// Which entities match free text ("where do stock levels come from").
+    Find(String),
     /// Anything else: listed, filtered or looked up against the catalog.
     Query(String),
 }
@@ -56,7 +58,7 @@ pub(super) fn parse(question: &str) -> Intent {
                 .name("p")
                 .map(|capture| capture.as_str().trim().to_string())
                 .unwrap_or_default();
-            if !subject.is_empty() {
+            if !subject.is_empty() && !QUESTION_WORDS.contains(&subject.as_str()) {
                 return build(subject, property);
             }
         }
@@ -81,7 +83,12 @@ pub(super) fn normalize(question: &str) -> String {
         text = stripped;
     }
     let text = WISE_SUFFIX.replace(text.trim(), "").into_owned();
-    substitute_topic(text.trim())
+    let text = HOW_DID_IT_GO
+        .replace(text.trim(), "what happened with $1")
+        .into_owned();
+    let text = text.replace(['(', ')'], " ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    substitute_topic(&text)
 }
 
 /// Turns "wayback search - what apis does it call" (a topic, a dash or
@@ -150,6 +157,11 @@ static TRAILING_FILLER: LazyLock<Regex> = LazyLock::new(|| {
 static WISE_SUFFIX: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\s+[a-z]+-?wise$").expect("the -wise suffix pattern is valid"));
 
+static HOW_DID_IT_GO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^how (?:did|does|is|was|are|were|has|have) (.+?) (?:go|going|gone|went)$")
+        .expect("the how-did-it-go pattern is valid")
+});
+
 static PRONOUN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(?:it|its|that one|this one)\b").expect("the pronoun pattern is valid")
 });
@@ -163,6 +175,11 @@ static COUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:how many|what(?:'s| is) the (?:total )?(?:number|count) of|(?:the )?(?:total )?number of|count(?: of| the| all)?)\s+(.+)$")
         .expect("the count pattern is valid")
 });
+
+/// Words that are never an entity name on their own.
+const QUESTION_WORDS: &[&str] = &[
+    "what", "who", "where", "which", "how", "when", "why", "that", "it", "there", "here", "this",
+];
 
 type Build = fn(String, String) -> Intent;
 
@@ -239,6 +256,14 @@ static PATTERNS: LazyLock<Vec<(Regex, Build)>> = LazyLock::new(|| {
             |s, _| Intent::Owner(s),
         ),
         // What depends on something.
+        (
+            r"^if (?P<s>.+?) (?:goes down|went down|is down|fails|failed|breaks|dies|has an outage|is unavailable)[, ]+(?:what|which|who).*$",
+            |s, _| Intent::Dependents(s),
+        ),
+        (
+            r"^(?:what|which)(?: \w+){0,2} (?:breaks?|fails?|goes down|is affected|are affected|would break|would fail) (?:if|when) (?P<s>.+?) (?:goes down|is down|fails|breaks|dies|has an outage)$",
+            |s, _| Intent::Dependents(s),
+        ),
         (
             r"^(?:what|who|which(?: \w+){0,2}|is anything|does anything|do any \w+|does any \w+|are any \w+)(?: still| else| currently)? (?:depends? on|depending on|uses?|using|consumes?|consuming|calls?|calling|relies on|rely on|needs?) (?P<s>.+)$",
             |s, _| Intent::Dependents(s),
@@ -340,6 +365,30 @@ static PATTERNS: LazyLock<Vec<(Regex, Build)>> = LazyLock::new(|| {
                 property: p,
                 subject: s,
             },
+        ),
+        // Where something happens.
+        (
+            r"^(?:where do|where does|where is|where are|what handles|who handles|what deals with|who deals with)(?: the)? (?P<s>.+?)(?: come from| comes from| live| lives| get stored| stored| handled| managed| kept| happen| happens)?$",
+            |s, _| Intent::Find(s),
+        ),
+        // Written in what.
+        (
+            r"^what(?:'s| is| are) (?P<s>.+?) (?:written in|built with|built in|coded in|implemented in)$",
+            |s, _| Intent::Property {
+                property: "language".to_string(),
+                subject: s,
+            },
+        ),
+        (
+            r"^(?:where|how) (?:do|can|should) i (?:ask|reach|contact|find|talk to|ping|message) (?P<s>.+?)(?: a question| questions)?(?: on| in| via| over) slack$",
+            |s, _| Intent::Property {
+                property: "slack".to_string(),
+                subject: s,
+            },
+        ),
+        (
+            r"^what(?:'s| is| are) (?P<s>.+?) (?:for|used for|good for|about)$",
+            |s, _| Intent::Describe(s),
         ),
         // Everything about something.
         (r"^what (?:does|do) (?P<s>.+?) do$", |s, _| {

@@ -14,7 +14,7 @@ use super::format::{help, join, label, label_of, linked, value_text};
 use super::intent::{self, Intent};
 use super::vocabulary::{Property, Vocabulary, property_in};
 use super::{Replay, Stop};
-use crate::catalog::normalize::{compact, terms};
+use crate::catalog::normalize::{allowed_typos, compact, edit_distance, terms};
 
 type Step<T> = Result<T, Stop>;
 
@@ -44,6 +44,7 @@ pub(super) fn answer(replay: &mut Replay, question: &str, earlier: &[String]) ->
             property_of(replay, &property, &subject, question)
         }
         Intent::Describe(subject) => describe(replay, &subject, question),
+        Intent::Find(text) => find(replay, &text, question),
         Intent::Count(rest) => query(replay, &rest, Mode::Count),
         Intent::Query(text) => query(replay, &text, Mode::List),
     }
@@ -92,7 +93,7 @@ fn subject_mut(intent: &mut Intent) -> Option<&mut String> {
         | Intent::Describe(subject)
         | Intent::Dependencies { subject, .. }
         | Intent::Property { subject, .. } => Some(subject),
-        Intent::Count(_) | Intent::Query(_) => None,
+        Intent::Count(_) | Intent::Query(_) | Intent::Find(_) => None,
     }
 }
 
@@ -383,6 +384,36 @@ fn part_of(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
     })
 }
 
+/// Lists the entities that best match free text.
+fn find(replay: &mut Replay, text: &str, question: &str) -> Step<String> {
+    let response = match replay.call("search_entities", json!({ "query": text, "limit": 5 }))? {
+        Ok(response) => response,
+        Err(_) => return query(replay, &intent::normalize(question), Mode::List),
+    };
+    let results = results_of(&response);
+    if results.is_empty() {
+        return query(replay, &intent::normalize(question), Mode::List);
+    }
+    let lines: Vec<String> = results
+        .iter()
+        .map(|result| {
+            let description = result
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if description.is_empty() {
+                format!("- {}", label_of(result))
+            } else {
+                format!("- {}: {description}", label_of(result))
+            }
+        })
+        .collect();
+    Ok(format!(
+        "These entities best match “{text}”:\n{}",
+        lines.join("\n")
+    ))
+}
+
 /// Words that make a "what is the X of Y" question a list or a latest-of
 /// question rather than a property lookup.
 const SUPERLATIVES: &[&str] = &[
@@ -400,6 +431,17 @@ fn property_of(replay: &mut Replay, property: &str, subject: &str, question: &st
     let Some(lookup) = look_up(replay, subject)? else {
         return query(replay, &intent::normalize(question), Mode::List);
     };
+    if lookup.preface.is_some() && lookup.details.len() < 2 {
+        // "list of services": not an entity and a property, but a list.
+        let vocabulary = vocabulary(replay)?;
+        let words = terms(subject);
+        let names = lookup.details.first().map(entity_terms).unwrap_or_default();
+        let names_kind = !vocabulary.kind_mentions(&words).is_empty();
+        let names_entity = words.iter().all(|word| names.contains(word));
+        if names_kind && !names_entity {
+            return query(replay, &intent::normalize(question), Mode::List);
+        }
+    }
 
     let mut answers = Vec::new();
     let mut missing = Vec::new();
@@ -655,106 +697,42 @@ const NOISE_PHRASES: &[&str] = &[
 ];
 
 /// Words that carry no subject in a list question.
+#[rustfmt::skip]
 const FILLER: &[&str] = &[
-    "a",
-    "all",
-    "an",
-    "and",
-    "any",
-    "anything",
-    "are",
-    "at",
-    "be",
-    "been",
-    "by",
-    "can",
-    "currently",
-    "did",
-    "do",
-    "does",
-    "each",
-    "every",
-    "exist",
-    "exists",
-    "find",
-    "for",
-    "from",
-    "get",
-    "give",
-    "happened",
-    "happen",
-    "happening",
-    "has",
-    "have",
-    "how",
-    "i",
-    "in",
-    "info",
-    "is",
-    "it",
-    "its",
-    "list",
-    "many",
-    "me",
-    "much",
-    "my",
-    "now",
-    "of",
-    "on",
-    "or",
-    "our",
-    "please",
-    "show",
-    "so",
-    "state",
-    "status",
-    "still",
-    "tell",
-    "that",
-    "the",
-    "their",
-    "them",
-    "there",
-    "these",
-    "they",
-    "this",
-    "those",
-    "to",
-    "total",
-    "was",
-    "we",
-    "were",
-    "what",
-    "whats",
-    "when",
-    "where",
-    "which",
-    "who",
-    "whose",
-    "with",
-    "number",
-    "count",
-    "details",
-    "going",
-    "recently",
-    "one",
-    "ones",
-    "registered",
-    "listed",
-    "known",
-    "tracked",
-    "recorded",
-    "defined",
-    "available",
-    "catalogued",
-    "cataloged",
-    "altogether",
-    "overall",
-    "entries",
-    "entry",
-    "right",
-    "today",
+    "a", "all", "an", "and", "any", "anything", "are", "at", "be", "been", "by", "can",
+    "currently", "did", "do", "does", "each", "every", "exist", "exists", "find", "for", "from",
+    "get", "give", "happened", "happen", "happening", "has", "have", "how", "i", "in", "info",
+    "is", "it", "its", "list", "many", "me", "much", "my", "now", "of", "on", "or", "our",
+    "please", "show", "so", "state", "status", "still", "tell", "that", "the", "their", "them",
+    "there", "these", "they", "this", "those", "to", "total", "was", "we", "were", "what",
+    "whats", "when", "where", "which", "who", "whose", "with", "number", "count", "details",
+    "going", "recently", "one", "ones", "registered", "listed", "known", "tracked", "recorded",
+    "defined", "available", "catalogued", "cataloged", "altogether", "overall", "entries",
+    "entry", "right", "today", "having", "got", "seeing", "experiencing", "belong", "belongs",
+    "belonging", "member", "part", "sit", "sits", "work", "works", "without", "not", "no", "non",
+    "never", "except", "excluding", "being", "will", "would", "should", "could", "up", "go",
+    "went", "if",
 ];
+
+/// Everyday words for where an entity lives that name no entity of their
+/// own, unless the catalog has a blueprint by that name.
+const GENERIC_NOUNS: &[&str] = &[
+    "repo",
+    "repos",
+    "repository",
+    "repositories",
+    "codebase",
+    "project",
+    "app",
+    "application",
+    "thing",
+    "things",
+    "stuff",
+];
+
+/// Words that mean "at present": with a kind that has open and closed
+/// states, they ask for the open ones.
+const PRESENT: &[&str] = &["now", "currently", "ongoing", "active", "today", "fire"];
 
 /// Reads a question against the catalog's own words: the kind of entity
 /// asked for, property values that filter it, an entity it must be related
@@ -790,7 +768,22 @@ fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
         }
     }
     let kind_ids: Vec<String> = kinds.iter().map(|(_, _, kind)| kind.clone()).collect();
-    let values = vocabulary.value_mentions(&words, &kind_ids, &used);
+    let mut values = vocabulary.value_mentions(&words, &kind_ids, &used);
+    // When the values point at other kinds, read them again preferring the
+    // kind most of them point at, so "open critical security issues" reads
+    // both words on vulnerabilities.
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for mention in values
+        .iter()
+        .filter(|mention| !kind_ids.contains(&mention.blueprint))
+    {
+        *counts.entry(mention.blueprint.as_str()).or_default() += 1;
+    }
+    if let Some((dominant, _)) = counts.iter().max_by_key(|(_, count)| **count) {
+        let mut preferred = kind_ids.clone();
+        preferred.push(dominant.to_string());
+        values = vocabulary.value_mentions(&words, &preferred, &used);
+    }
     for mention in &values {
         used[mention.start..mention.start + mention.length]
             .iter_mut()
@@ -808,6 +801,11 @@ fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
                 })
             });
         if names_property {
+            used[index] = true;
+        }
+    }
+    for (index, word) in words.iter().enumerate() {
+        if GENERIC_NOUNS.contains(&word.as_str()) || PRESENT.contains(&word.as_str()) {
             used[index] = true;
         }
     }
@@ -997,7 +995,11 @@ fn related_entity(replay: &mut Replay, phrase: &str, target: &str) -> Step<Optio
         .or_else(|| {
             results.first().filter(|result| {
                 let names = entity_terms(result);
-                wanted.iter().all(|word| names.contains(word))
+                wanted.iter().all(|word| {
+                    names.iter().any(|name| {
+                        name == word || edit_distance(word, name, allowed_typos(word)).is_some()
+                    })
+                })
             })
         });
     let Some(chosen) = chosen else {

@@ -81,6 +81,14 @@ const KIND_SYNONYMS: &[(&str, &str)] = &[
     ("rollouts", "deployment"),
     ("outage", "incident"),
     ("outages", "incident"),
+    ("fire", "incident"),
+    ("fires", "incident"),
+    ("securityissue", "vulnerability"),
+    ("securityissues", "vulnerability"),
+    ("securityhole", "vulnerability"),
+    ("securityholes", "vulnerability"),
+    ("securityfinding", "vulnerability"),
+    ("securityfindings", "vulnerability"),
     ("repo", "repository"),
     ("repos", "repository"),
     ("env", "environment"),
@@ -141,6 +149,17 @@ const VALUE_SYNONYMS: &[(&str, &[&str])] = &[
     ("live", &["production"]),
     ("stage", &["staging"]),
     ("dev", &["development"]),
+];
+
+/// Words that turn the value after them into "any other value".
+const NEGATIONS: &[&str] = &[
+    "not",
+    "non",
+    "without",
+    "never",
+    "no",
+    "except",
+    "excluding",
 ];
 
 /// Words that never name a property value on their own, even when a value
@@ -256,10 +275,31 @@ impl Vocabulary {
                 if length == 1 && NOT_VALUES.contains(&phrase.as_str()) {
                     continue;
                 }
-                if let Some((blueprint, property, values)) = self.find_value(&phrase, preferred) {
+                if let Some((blueprint, property, mut values)) = self.find_value(&phrase, preferred)
+                {
                     used[start..start + length]
                         .iter_mut()
                         .for_each(|used| *used = true);
+                    // "without failing", "not deprecated": every other value.
+                    let negated = start > 0 && NEGATIONS.contains(&words[start - 1].as_str());
+                    if negated {
+                        let all = self
+                            .kind(&blueprint)
+                            .and_then(|kind| {
+                                kind.properties
+                                    .iter()
+                                    .find(|candidate| candidate.name == property)
+                            })
+                            .map(|property| property.values.clone())
+                            .unwrap_or_default();
+                        values = all
+                            .into_iter()
+                            .filter(|value| !values.contains(value))
+                            .collect();
+                    }
+                    if values.is_empty() {
+                        continue;
+                    }
                     mentions.push(ValueMention {
                         blueprint,
                         property,
@@ -272,6 +312,16 @@ impl Vocabulary {
         }
         mentions.sort_by_key(|mention| mention.start);
         mentions
+    }
+
+    /// Finds a value a phrase names among one blueprint's properties only.
+    pub fn find_value_in(&self, phrase: &str, blueprint: &str) -> Option<(String, Vec<String>)> {
+        let kind = self.kind(blueprint)?;
+        let only = Vocabulary {
+            kinds: vec![kind.clone()],
+        };
+        only.find_value(phrase, &[])
+            .map(|(_, property, values)| (property, values))
     }
 
     fn find_value(
