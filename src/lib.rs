@@ -20,6 +20,7 @@
 pub mod clock;
 pub mod config;
 pub mod llm;
+pub mod slack;
 
 /// Installs ring as the process-wide TLS crypto provider.
 ///
