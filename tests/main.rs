@@ -3,3 +3,4 @@
 mod helpers;
 mod llm_clients;
 mod slack_standin;
+mod slack_text;
