@@ -184,231 +184,75 @@ const QUESTION_WORDS: &[&str] = &[
 type Build = fn(String, String) -> Intent;
 
 static PATTERNS: LazyLock<Vec<(Regex, Build)>> = LazyLock::new(|| {
-    let rules: Vec<(&str, Build)> = vec![
-        // Members of a team.
-        (
-            r"^(?:who|which (?:people|users|engineers|developers|persons|folks))(?: all)? (?:is|are|works?|sits?) (?:in|on|part of|a member of|members of|with) (?P<s>.+)$",
-            |s, _| Intent::Members(s),
-        ),
-        (r"^who(?:'s| is) on (?P<s>.+)$", |s, _| Intent::Members(s)),
-        (
-            r"^(?:who are |list |show |name )?(?:the |all )?(?:members|membership|people|engineers|folks|users|persons) (?:of|in|on) (?P<s>.+)$",
-            |s, _| Intent::Members(s),
-        ),
-        (
-            r"^(?:list |show |who are )?(?:the )?(?P<s>.+?)(?:'s|s')? (?:members|membership|roster|people|engineers)$",
-            |s, _| Intent::Members(s),
-        ),
-        // What a team owns.
-        (
-            r"^what (?:does|do) (?P<s>.+?) (?:own|maintain|run|look after|manage)$",
-            |s, _| Intent::Owned(s),
-        ),
-        (
-            r"^(?:what|which \w+) (?:is|are) (?:owned|maintained|run|managed) by (?P<s>.+)$",
-            |s, _| Intent::Owned(s),
-        ),
-        (
-            r"^(?:list |show )?(?:everything|all|things|stuff|what(?:'s| is)?) (?:that )?(?:is )?owned by (?P<s>.+)$",
-            |s, _| Intent::Owned(s),
-        ),
-        (
-            r"^(?P<s>.+?) (?:owns?|maintains?|runs?|manages?) what$",
-            |s, _| Intent::Owned(s),
-        ),
-        (
-            r"^(?:what|which)(?: \w+){0,2} (?:belongs?|belonging|are assigned|is assigned) to (?P<s>.+)$",
-            |s, _| Intent::Owned(s),
-        ),
-        (
-            r"^which (?:\w+ ){0,2}(?:does|do) (?P<s>.+?) (?:own|maintain|run|manage)$",
-            |s, _| Intent::Owned(s),
-        ),
-        // Who owns something.
-        (
-            r"^who(?:'s| is)? (?:the )?(?:owner|owners|maintainer|maintainers) (?:of|for) (?P<s>.+)$",
-            |s, _| Intent::Owner(s),
-        ),
-        (
-            r"^(?:what|which) (?:team|group|squad|person|people|user|users|teams)(?: is| are)? (?:owns?|maintains?|is responsible for|are responsible for|runs?|manages?|looks? after) (?P<s>.+)$",
-            |s, _| Intent::Owner(s),
-        ),
-        (
-            r"^who (?:owns|maintains|is responsible for|are responsible for|runs|manages|looks after|takes care of|supports) (?P<s>.+)$",
-            |s, _| Intent::Owner(s),
-        ),
-        (
-            r"^(?:the )?(?:owner|owners|ownership|maintainer|owning team|responsible team) (?:of|for) (?P<s>.+)$",
-            |s, _| Intent::Owner(s),
-        ),
-        (
-            r"^who (?:do|should|can) i (?:ask|contact|talk to|ping|reach out to) (?:about|for|regarding) (?P<s>.+)$",
-            |s, _| Intent::Owner(s),
-        ),
-        (r"^who(?:'s| is) (?P<s>.+?)(?:'s|s')? owner$", |s, _| {
-            Intent::Owner(s)
-        }),
-        (r"^(?:who|which team) owns? (?P<s>.+)$", |s, _| {
-            Intent::Owner(s)
-        }),
-        (
-            r"^(?P<s>.+?)(?:'s|s')? (?:owner|owners|ownership|maintainer|maintainers|owning team)$",
-            |s, _| Intent::Owner(s),
-        ),
-        // What depends on something.
-        (
-            r"^if (?P<s>.+?) (?:goes down|went down|is down|fails|failed|breaks|dies|has an outage|is unavailable)[, ]+(?:what|which|who).*$",
-            |s, _| Intent::Dependents(s),
-        ),
-        (
-            r"^(?:what|which)(?: \w+){0,2} (?:breaks?|fails?|goes down|is affected|are affected|would break|would fail) (?:if|when) (?P<s>.+?) (?:goes down|is down|fails|breaks|dies|has an outage)$",
-            |s, _| Intent::Dependents(s),
-        ),
-        (
-            r"^(?:what|who|which(?: \w+){0,2}|is anything|does anything|do any \w+|does any \w+|are any \w+)(?: still| else| currently)? (?:depends? on|depending on|uses?|using|consumes?|consuming|calls?|calling|relies on|rely on|needs?) (?P<s>.+)$",
-            |s, _| Intent::Dependents(s),
-        ),
-        (
-            r"^(?:the )?(?:dependents|consumers|callers|users|clients) of (?P<s>.+)$",
-            |s, _| Intent::Dependents(s),
-        ),
-        (
-            r"^(?P<s>.+?)(?:'s|s')? (?:dependents|consumers|callers|downstreams)$",
-            |s, _| Intent::Dependents(s),
-        ),
-        // What something depends on.
-        (
-            r"^(?:what|which)(?: \w+){0,2} (?:does|do) (?P<s>.+?) (?:consume)$",
-            |s, _| Intent::Dependencies {
-                subject: s,
-                consumes_only: true,
-            },
-        ),
-        (
-            r"^(?:what|which)(?: \w+){0,2} (?:does|do|is|are) (?P<s>.+?) (?:depend on|depends on|dependent on|use|call|need|rely on|talk to|consume)$",
-            |s, _| Intent::Dependencies {
-                subject: s,
-                consumes_only: false,
-            },
-        ),
-        (
-            r"^(?:list |show )?(?:the )?(?:dependencies|deps|upstreams|upstream services) (?:of|for) (?P<s>.+)$",
-            |s, _| Intent::Dependencies {
-                subject: s,
-                consumes_only: false,
-            },
-        ),
-        (
-            r"^(?:list |show )?(?:the )?(?:apis|services|things) (?:consumed|used|called) by (?P<s>.+)$",
-            |s, _| Intent::Dependencies {
-                subject: s,
-                consumes_only: true,
-            },
-        ),
-        (
-            r"^(?:list |show )?(?P<s>.+?)(?:'s|s')? (?:dependencies|deps|upstreams)$",
-            |s, _| Intent::Dependencies {
-                subject: s,
-                consumes_only: false,
-            },
-        ),
-        (
-            r"^(?:what|which)(?: apis?)? (?:does|do|is|are) (?P<s>.+?) (?:provide|expose|offer|serve|providing|exposing)$",
-            |s, _| Intent::Provides(s),
-        ),
-        (
-            r"^(?:list |show )?(?:the )?apis? (?:provided|exposed|offered) by (?P<s>.+)$",
-            |s, _| Intent::Provides(s),
-        ),
-        // Which system or domain something belongs to.
-        (
-            r"^(?:what|which) (?:system|domain|group|product|area)s? (?:is|are|does|do) (?P<s>.+?) (?:part of|in|belong to|belongs to|under)$",
-            |s, _| Intent::PartOf(s),
-        ),
-        (
-            r"^(?:what|which) (?:system|domain|group|product)s? (?:contains|includes|has) (?P<s>.+)$",
-            |s, _| Intent::PartOf(s),
-        ),
-        (
-            r"^(?:what|which) (?:is|are) (?P<s>.+?) (?:part of|a part of)$",
-            |s, _| Intent::PartOf(s),
-        ),
-        (
-            r"^(?:is )?(?P<s>.+?) (?:is )?part of (?:which|what) (?:system|domain|group)$",
-            |s, _| Intent::PartOf(s),
-        ),
-        // One property of something.
-        (
-            r"^what(?:'s| is| are|'re)? (?:the |its |their )?(?P<p>[a-z][\w .-]*?) (?:of|for|on|in) (?P<s>.+)$",
-            |s, p| Intent::Property {
-                property: p,
-                subject: s,
-            },
-        ),
-        (
-            r"^what (?P<p>[a-z][\w-]*(?: [a-z][\w-]*)?) (?:is|are|does|do) (?P<s>.+?)(?: written in| written with| built with| built in| using| use| running on| run on| in| on| at| have| has)?$",
-            |s, p| Intent::Property {
-                property: p,
-                subject: s,
-            },
-        ),
-        (
-            r"^(?:what(?:'s| is) )?(?P<s>[^ ]+?)(?:'s|s') (?P<p>[a-z][\w .-]*)$",
-            |s, p| Intent::Property {
-                property: p,
-                subject: s,
-            },
-        ),
-        (
-            r"^(?:which|what) (?P<p>[a-z][\w-]*) (?:is|are) (?P<s>.+?) (?:in|on|at)$",
-            |s, p| Intent::Property {
-                property: p,
-                subject: s,
-            },
-        ),
-        // Where something happens.
-        (
-            r"^(?:where do|where does|where is|where are|what handles|who handles|what deals with|who deals with)(?: the)? (?P<s>.+?)(?: come from| comes from| live| lives| get stored| stored| handled| managed| kept| happen| happens)?$",
-            |s, _| Intent::Find(s),
-        ),
-        // Written in what.
-        (
-            r"^what(?:'s| is| are) (?P<s>.+?) (?:written in|built with|built in|coded in|implemented in)$",
-            |s, _| Intent::Property {
-                property: "language".to_string(),
-                subject: s,
-            },
-        ),
-        (
-            r"^(?:where|how) (?:do|can|should) i (?:ask|reach|contact|find|talk to|ping|message) (?P<s>.+?)(?: a question| questions)?(?: on| in| via| over) slack$",
-            |s, _| Intent::Property {
-                property: "slack".to_string(),
-                subject: s,
-            },
-        ),
-        (
-            r"^what(?:'s| is| are) (?P<s>.+?) (?:for|used for|good for|about)$",
-            |s, _| Intent::Describe(s),
-        ),
-        // Everything about something.
-        (r"^what (?:does|do) (?P<s>.+?) do$", |s, _| {
-            Intent::Describe(s)
-        }),
-        (
-            r"^(?:tell me about|describe|explain|info on|info about|information on|information about|details (?:of|on|about|for)|what do you know about|what can you tell me about|look up|lookup) (?P<s>.+)$",
-            |s, _| Intent::Describe(s),
-        ),
-        (r"^(?:what|who)(?:'s| is| are|'re) (?P<s>.+)$", |s, _| {
-            Intent::Describe(s)
-        }),
-    ];
-    rules
-        .into_iter()
+    RULES
+        .iter()
         .map(|(pattern, build)| {
             (
                 Regex::new(pattern).expect("each intent pattern is valid"),
-                build,
+                *build,
             )
         })
         .collect()
 });
+
+/// Question patterns, tried in order; `s` captures the subject and `p` a
+/// property name.
+#[rustfmt::skip]
+const RULES: &[(&str, Build)] = &[
+    // Members of a team.
+    (r"^(?:who|which (?:people|users|engineers|developers|persons|folks))(?: all)? (?:is|are|works?|sits?) (?:in|on|part of|a member of|members of|with) (?P<s>.+)$", |s, _| Intent::Members(s)),
+    (r"^who(?:'s| is) on (?P<s>.+)$", |s, _| Intent::Members(s)),
+    (r"^(?:who are |list |show |name )?(?:the |all )?(?:members|membership|people|engineers|folks|users|persons) (?:of|in|on) (?P<s>.+)$", |s, _| Intent::Members(s)),
+    (r"^(?:list |show |who are )?(?:the )?(?P<s>.+?)(?:'s|s')? (?:members|membership|roster|people|engineers)$", |s, _| Intent::Members(s)),
+    // What a team owns.
+    (r"^what (?:does|do) (?P<s>.+?) (?:own|maintain|run|look after|manage)$", |s, _| Intent::Owned(s)),
+    (r"^(?:what|which \w+) (?:is|are) (?:owned|maintained|run|managed) by (?P<s>.+)$", |s, _| Intent::Owned(s)),
+    (r"^(?:list |show )?(?:everything|all|things|stuff|what(?:'s| is)?) (?:that )?(?:is )?owned by (?P<s>.+)$", |s, _| Intent::Owned(s)),
+    (r"^which (?:\w+ ){0,2}(?:does|do) (?P<s>.+?) (?:own|maintain|run|manage)$", |s, _| Intent::Owned(s)),
+    (r"^(?P<s>.+?) (?:owns?|maintains?|runs?|manages?) what$", |s, _| Intent::Owned(s)),
+    (r"^what (?:is|are) (?P<s>.+?) (?:responsible for|in charge of|accountable for|on the hook for)$", |s, _| Intent::Owned(s)),
+    (r"^(?:what|which)(?: \w+){0,2} (?:belongs?|belonging|are assigned|is assigned) to (?P<s>.+)$", |s, _| Intent::Owned(s)),
+    // Who owns something.
+    (r"^who(?:'s| is)? (?:the )?(?:owner|owners|maintainer|maintainers) (?:of|for) (?P<s>.+)$", |s, _| Intent::Owner(s)),
+    (r"^(?:what|which) (?:team|group|squad|person|people|user|users|teams)(?: is| are)? (?:owns?|maintains?|is responsible for|are responsible for|runs?|manages?|looks? after) (?P<s>.+)$", |s, _| Intent::Owner(s)),
+    (r"^who (?:owns|maintains|is responsible for|are responsible for|runs|manages|looks after|takes care of|supports) (?P<s>.+)$", |s, _| Intent::Owner(s)),
+    (r"^(?:the )?(?:owner|owners|ownership|maintainer|owning team|responsible team) (?:of|for) (?P<s>.+)$", |s, _| Intent::Owner(s)),
+    (r"^who (?:do|should|can) i (?:ask|contact|talk to|ping|reach out to) (?:about|for|regarding) (?P<s>.+)$", |s, _| Intent::Owner(s)),
+    (r"^who(?:'s| is) (?P<s>.+?)(?:'s|s')? owner$", |s, _| Intent::Owner(s)),
+    (r"^(?:who|which team) owns? (?P<s>.+)$", |s, _| Intent::Owner(s)),
+    (r"^(?P<s>.+?)(?:'s|s')? (?:owner|owners|ownership|maintainer|maintainers|owning team)$", |s, _| Intent::Owner(s)),
+    // What depends on something.
+    (r"^if (?P<s>.+?) (?:goes down|went down|is down|fails|failed|breaks|dies|has an outage|is unavailable)[, ]+(?:what|which|who).*$", |s, _| Intent::Dependents(s)),
+    (r"^(?:what|which)(?: \w+){0,2} (?:breaks?|fails?|goes down|is affected|are affected|would break|would fail) (?:if|when) (?P<s>.+?) (?:goes down|is down|fails|breaks|dies|has an outage)$", |s, _| Intent::Dependents(s)),
+    (r"^(?:what|who|which(?: \w+){0,2}|is anything|does anything|do any \w+|does any \w+|are any \w+)(?: still| else| currently)? (?:depends? on|depending on|uses?|using|consumes?|consuming|calls?|calling|relies on|rely on|needs?) (?P<s>.+)$", |s, _| Intent::Dependents(s)),
+    (r"^(?:the )?(?:dependents|consumers|callers|users|clients) of (?P<s>.+)$", |s, _| Intent::Dependents(s)),
+    (r"^(?P<s>.+?)(?:'s|s')? (?:dependents|consumers|callers|downstreams)$", |s, _| Intent::Dependents(s)),
+    // What something depends on.
+    (r"^(?:what|which)(?: \w+){0,2} (?:does|do) (?P<s>.+?) (?:consume)$", |s, _| Intent::Dependencies { subject: s, consumes_only: true }),
+    (r"^(?:what|which)(?: \w+){0,2} (?:does|do|is|are) (?P<s>.+?) (?:depend on|depends on|dependent on|use|call|need|rely on|talk to|consume)$", |s, _| Intent::Dependencies { subject: s, consumes_only: false }),
+    (r"^(?:list |show )?(?:the )?(?:dependencies|deps|upstreams|upstream services) (?:of|for) (?P<s>.+)$", |s, _| Intent::Dependencies { subject: s, consumes_only: false }),
+    (r"^(?:list |show )?(?:the )?(?:apis|services|things) (?:consumed|used|called) by (?P<s>.+)$", |s, _| Intent::Dependencies { subject: s, consumes_only: true }),
+    (r"^(?:list |show )?(?P<s>.+?)(?:'s|s')? (?:dependencies|deps|upstreams)$", |s, _| Intent::Dependencies { subject: s, consumes_only: false }),
+    (r"^(?:what|which)(?: apis?)? (?:does|do|is|are) (?P<s>.+?) (?:provide|expose|offer|serve|providing|exposing)$", |s, _| Intent::Provides(s)),
+    (r"^(?:list |show )?(?:the )?apis? (?:provided|exposed|offered) by (?P<s>.+)$", |s, _| Intent::Provides(s)),
+    // Which system or domain something belongs to.
+    (r"^(?:what|which) (?:system|domain|group|product|area)s? (?:is|are|does|do) (?P<s>.+?) (?:part of|in|belong to|belongs to|under)$", |s, _| Intent::PartOf(s)),
+    (r"^(?:what|which) (?:system|domain|group|product)s? (?:contains|includes|has) (?P<s>.+)$", |s, _| Intent::PartOf(s)),
+    (r"^(?:what|which) (?:is|are) (?P<s>.+?) (?:part of|a part of)$", |s, _| Intent::PartOf(s)),
+    (r"^(?:is )?(?P<s>.+?) (?:is )?part of (?:which|what) (?:system|domain|group)$", |s, _| Intent::PartOf(s)),
+    (r"^(?:where|how) (?:do|can|should) i (?:ask|reach|contact|find|talk to|ping|message) (?P<s>.+?)(?: a question| questions)?(?: on| in| via| over) slack$", |s, _| Intent::Property { property: "slack".to_string(), subject: s }),
+    // Where something happens.
+    (r"^(?:where do|where does|where is|where are|what handles|who handles|what deals with|who deals with)(?: the)? (?P<s>.+?)(?: come from| comes from| live| lives| get stored| stored| handled| managed| kept| happen| happens)?$", |s, _| Intent::Find(s)),
+    // One property of something.
+    (r"^what(?:'s| is| are) (?P<s>.+?) (?:written in|built with|built in|coded in|implemented in)$", |s, _| Intent::Property { property: "language".to_string(), subject: s }),
+    (r"^what(?:'s| is| are) (?P<s>.+?) (?:for|used for|good for|about)$", |s, _| Intent::Describe(s)),
+    (r"^what(?:'s| is| are|'re)? (?:the |its |their )?(?P<p>[a-z][\w .-]*?) (?:of|for|on|in) (?P<s>.+)$", |s, p| Intent::Property { property: p, subject: s }),
+    (r"^what (?P<p>[a-z][\w-]*(?: [a-z][\w-]*)?) (?:is|are|does|do) (?P<s>.+?)(?: written in| written with| built with| built in| using| use| running on| run on| in| on| at| have| has)?$", |s, p| Intent::Property { property: p, subject: s }),
+    (r"^(?:what(?:'s| is) )?(?P<s>[^ ]+?)(?:'s|s') (?P<p>[a-z][\w .-]*)$", |s, p| Intent::Property { property: p, subject: s }),
+    (r"^(?:the )?(?P<p>[a-z][\w.-]*(?: [a-z][\w.-]*)?) (?:of|for) (?P<s>.+)$", |s, p| Intent::Property { property: p, subject: s }),
+    (r"^(?:which|what) (?P<p>[a-z][\w-]*) (?:is|are) (?P<s>.+?) (?:in|on|at)$", |s, p| Intent::Property { property: p, subject: s }),
+    // Everything about something.
+    (r"^what (?:does|do) (?P<s>.+?) do$", |s, _| Intent::Describe(s)),
+    (r"^(?:tell me about|describe|explain|info on|info about|information on|information about|details (?:of|on|about|for)|what do you know about|what can you tell me about|look up|lookup) (?P<s>.+)$", |s, _| Intent::Describe(s)),
+    (r"^(?:what|who)(?:'s| is| are|'re) (?P<s>.+)$", |s, _| Intent::Describe(s)),
+];

@@ -740,6 +740,9 @@ const PRESENT: &[&str] = &["now", "currently", "ongoing", "active", "today", "fi
 fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
     let vocabulary = vocabulary(replay)?;
     let mut cleaned = format!(" {} ", intent::normalize(text));
+    let present_phrase = ["right now", "at the moment", "these days", "at present"]
+        .iter()
+        .any(|phrase| cleaned.contains(&format!(" {phrase} ")));
     for phrase in NOISE_PHRASES {
         cleaned = cleaned.replace(&format!(" {phrase} "), " ");
     }
@@ -754,9 +757,25 @@ fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
     let oldest = words
         .iter()
         .any(|word| matches!(word.as_str(), "first" | "earliest" | "oldest"));
+    let present = present_phrase || words.iter().any(|word| PRESENT.contains(&word.as_str()));
 
     let kinds = vocabulary.kind_mentions(&words);
     let mut used = vec![false; words.len()];
+    // "most critical services": "most" and its adjective rank rather than
+    // filter ("most recent" is handled as newest above).
+    for index in 0..words.len() {
+        if words[index] != "most" {
+            continue;
+        }
+        used[index] = true;
+        let next_is_kind = kinds.iter().any(|(start, _, _)| *start == index + 1);
+        if let Some(next) = words.get(index + 1)
+            && next != "recent"
+            && !next_is_kind
+        {
+            used[index + 1] = true;
+        }
+    }
     for (start, length, _) in &kinds {
         used[*start..*start + *length]
             .iter_mut()
@@ -850,6 +869,12 @@ fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
                 .or_default()
                 .push(mention);
         }
+    }
+    if present
+        && !values.iter().any(|mention| mention.blueprint == target)
+        && let Some((property, open)) = vocabulary.find_value_in("open", &target)
+    {
+        plan.add_filter(&property, &open);
     }
 
     if !rest.is_empty() {
