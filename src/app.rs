@@ -52,6 +52,8 @@ pub struct Question {
     pub thread_ts: Option<String>,
     pub message_ts: Option<String>,
     pub user_id: Option<String>,
+    /// Id to record the invocation under; a new one when `None`.
+    pub invocation_id: Option<String>,
 }
 
 impl Question {
@@ -66,6 +68,7 @@ impl Question {
             thread_ts: None,
             message_ts: None,
             user_id: None,
+            invocation_id: None,
         }
     }
 }
@@ -125,7 +128,10 @@ impl App {
     )]
     pub async fn answer(&self, question: Question) -> Result<Answer> {
         let agent = self.agent(question.agent.as_deref())?;
-        let invocation_id = invocations::new_id();
+        let invocation_id = question
+            .invocation_id
+            .clone()
+            .unwrap_or_else(invocations::new_id);
         Span::current().record("invocation_id", invocation_id.as_str());
         Span::current().record("agent", agent.id.as_str());
 

@@ -103,6 +103,9 @@ pub struct SlackSettings {
     /// `AGENTDESK_SOCKET_RECONNECT_SECS`, default 5: wait between failed
     /// attempts to open a Socket Mode connection.
     pub reconnect_delay: Duration,
+    /// `AGENTDESK_SOCKET_STAGGER_SECS`, default 1: delay between opening
+    /// one Socket Mode connection and the next, in whole seconds.
+    pub socket_stagger: Duration,
     /// `AGENTDESK_DEDUPE_TTL_SECS`, default 86400: how long delivered event
     /// ids and message timestamps are remembered to drop redeliveries.
     pub dedupe_ttl: Duration,
@@ -190,6 +193,7 @@ impl Settings {
                 api_url: env.string("SLACK_API_URL", "https://slack.com/api/"),
                 socket_connections: env.number("AGENTDESK_SOCKET_CONNECTIONS", 2, 1, 10)?,
                 reconnect_delay: env.seconds("AGENTDESK_SOCKET_RECONNECT_SECS", 5)?,
+                socket_stagger: env.seconds("AGENTDESK_SOCKET_STAGGER_SECS", 1)?,
                 dedupe_ttl: env.seconds("AGENTDESK_DEDUPE_TTL_SECS", 86_400)?,
                 max_message_chars: env.number("AGENTDESK_MAX_MESSAGE_CHARS", 3900, 200, 3900)?,
             },

@@ -2,5 +2,6 @@
 
 mod helpers;
 mod llm_clients;
+mod slack_serve;
 mod slack_standin;
 mod slack_text;

@@ -5,9 +5,16 @@
 //! - [`mrkdwn`]: the model's Markdown converted to Slack mrkdwn, with
 //!   broadcast mentions neutralised.
 //! - [`split`]: mrkdwn split into chunks under Slack's size limits.
-//! - [`serve`]: `agentdesk serve`, the Socket Mode loop.
+//! - [`events`]: which events are questions for the bot.
+//! - [`listener`]: the Socket Mode callbacks and the answers they spawn.
+//! - [`client`] and [`reply`]: Web API calls and posting answers.
+//! - [`serve`]: `agentdesk serve`, start-up and shutdown.
 
+pub mod client;
+pub mod events;
+pub mod listener;
 pub mod mrkdwn;
+pub mod reply;
 pub mod serve;
 pub mod split;
 pub mod text;

@@ -1,10 +1,182 @@
-//! `agentdesk serve`.
+//! `agentdesk serve`: connect to Slack in Socket Mode and answer until told
+//! to stop.
+//!
+//! Start-up checks both tokens (the bot token with `auth.test`, the app
+//! token with `apps.connections.open`), marks invocations that a crash left
+//! in progress as interrupted, then opens the configured number of Socket
+//! Mode connections. On SIGINT or SIGTERM it closes the sockets first (Slack
+//! then sends new events to other replicas), lets running answers finish
+//! for the grace period, marks the rest interrupted and tells their askers,
+//! and closes the database.
 
-use anyhow::Result;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{Context, Result};
+use slack_morphism::prelude::*;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::client::{SlackApi, build_client};
+use super::listener::{
+    Bot, on_command, on_hello, on_interaction, on_listener_error, on_push_event,
+};
 use crate::app::App;
+use crate::store::{dedupe, invocations};
 
-/// Connects to Slack and answers until a shutdown signal.
-pub async fn run(_app: App) -> Result<()> {
-    anyhow::bail!("serve is not built yet")
+/// How often expired dedupe keys and stale invocations are swept.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(app: App) -> Result<()> {
+    run_until(app, shutdown_signal()).await
+}
+
+/// Runs until `shutdown` completes; tests pass their own future.
+pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let slack = &app.settings.slack;
+    let bot_token = slack.bot_token.clone().context(
+        "SLACK_BOT_TOKEN is not set: create the Slack app from manifest.yml, install it to the \
+         workspace, and put its bot token (xoxb-...) in .env",
+    )?;
+    let app_token = slack.app_token.clone().context(
+        "SLACK_APP_TOKEN is not set: in the Slack app settings, create an app-level token with \
+         the connections:write scope and put it (xapp-...) in .env",
+    )?;
+    if !bot_token.expose().starts_with("xoxb-") {
+        warn!("SLACK_BOT_TOKEN does not start with xoxb-; the bot token of the app is expected");
+    }
+    if !app_token.expose().starts_with("xapp-") {
+        warn!("SLACK_APP_TOKEN does not start with xapp-; an app-level token is expected");
+    }
+
+    let client = build_client(&slack.api_url)?;
+    let api = SlackApi::new(client.clone(), &bot_token);
+    let identity = api.identify().await?;
+    let app_token = SlackApiToken::new(app_token.expose().into());
+    check_app_token(&client, &app_token).await?;
+    info!(bot_user = %identity.user_id, team = ?identity.team_id, "connected to the Slack Web API");
+
+    interrupt_crash_leftovers(&app).await;
+    let bot = Arc::new(Bot::new(app.clone(), api, identity));
+    let maintenance = CancellationToken::new();
+    tokio::spawn(run_maintenance(app.clone(), maintenance.clone()));
+
+    let environment = Arc::new(
+        SlackClientEventsListenerEnvironment::new(client)
+            .with_error_handler(on_listener_error)
+            .with_user_state(bot.clone()),
+    );
+    let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_push_events(on_push_event)
+        .with_interaction_events(on_interaction)
+        .with_command_events(on_command)
+        .with_hello_events(on_hello);
+    let config = SlackClientSocketModeConfig::new()
+        .with_max_connections_count(slack.socket_connections)
+        .with_reconnect_timeout_in_seconds(slack.reconnect_delay.as_secs().max(1))
+        .with_initial_backoff_in_seconds(slack.socket_stagger.as_secs());
+    let listener = SlackClientSocketModeListener::new(&config, environment, callbacks);
+    listener
+        .listen_for(&app_token)
+        .await
+        .context("could not register the Socket Mode token")?;
+    listener.start().await;
+    info!(
+        sockets = slack.socket_connections,
+        "listening for Slack events"
+    );
+
+    shutdown.await;
+    info!("shutting down: closing the Slack connections");
+    listener.shutdown().await;
+
+    bot.tasks.close();
+    let grace = app.settings.shutdown_grace;
+    if tokio::time::timeout(grace, bot.tasks.wait()).await.is_err() {
+        warn!(
+            grace_secs = grace.as_secs_f64(),
+            "answers still running after the grace period; marking them interrupted"
+        );
+        bot.abandon_in_flight().await;
+    }
+    maintenance.cancel();
+    app.store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Opens one Socket Mode URL to prove the app token works, so a wrong
+/// token stops start-up with a clear error instead of endless reconnects.
+async fn check_app_token(client: &Arc<SlackHyperClient>, token: &SlackApiToken) -> Result<()> {
+    client
+        .open_session(token)
+        .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+        .await
+        .context(
+            "apps.connections.open failed: check that SLACK_APP_TOKEN is an app-level token \
+             (xapp-...) with the connections:write scope and that Socket Mode is on",
+        )?;
+    Ok(())
+}
+
+/// Marks invocations left in progress by a crash as interrupted. Only rows
+/// older than the time budget plus the grace period count, because a live
+/// replica's answers cannot be older than that.
+async fn interrupt_crash_leftovers(app: &App) {
+    let settings = &app.settings;
+    let cutoff = app.clock.now_millis()
+        - (settings.agent_loop.time_budget + settings.shutdown_grace).as_millis() as i64;
+    let reason = "the bot stopped before the answer was ready";
+    match invocations::interrupt_stale(&app.store, &app.clock, cutoff, reason).await {
+        Ok(ids) if !ids.is_empty() => warn!(
+            count = ids.len(),
+            "marked invocations left in progress as interrupted"
+        ),
+        Ok(_) => {}
+        Err(error) => error!(error = %format!("{error:#}"), "could not sweep stale invocations"),
+    }
+}
+
+/// Sweeps expired dedupe keys and stale invocations every minute.
+async fn run_maintenance(app: App, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(MAINTENANCE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(error) =
+            dedupe::purge_expired(&app.store, &app.clock, app.settings.slack.dedupe_ttl).await
+        {
+            warn!(error = %format!("{error:#}"), "could not purge expired dedupe keys");
+        }
+        interrupt_crash_leftovers(&app).await;
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops the bot");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => info!("SIGINT received"),
+            _ = terminate.recv() => info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

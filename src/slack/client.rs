@@ -1,0 +1,124 @@
+//! The Slack Web API client and the few calls the bot makes.
+//!
+//! slack-morphism's default connector accepts https only; the one built
+//! here also speaks plain http, so `SLACK_API_URL` can point at a local
+//! stand-in, and GovSlack or a proxy works the same way. Calls that Slack
+//! rate-limits (HTTP 429) are retried after the `Retry-After` it sends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use tracing::warn;
+
+use super::events::BotIdentity;
+use crate::config::Secret;
+
+/// Attempts of one Web API call when Slack keeps answering 429.
+const MAX_RATE_LIMIT_ATTEMPTS: u32 = 5;
+
+/// Wait after a 429 that carried no `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Builds a client for the Web API at `api_url`.
+pub fn build_client(api_url: &str) -> Result<Arc<SlackHyperClient>> {
+    crate::install_crypto_provider();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_native_roots() {
+        Ok(builder) => builder,
+        Err(error) => {
+            warn!(error = %error, "no system CA certificates found; https calls to Slack will fail");
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    let api_url = api_url.trim_end_matches('/');
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        bail!(
+            "invalid SLACK_API_URL {api_url:?}: expected an http or https URL such as https://slack.com/api"
+        );
+    }
+    Ok(Arc::new(SlackClient::new(
+        SlackClientHyperConnector::with_connector(connector).with_slack_api_url(api_url),
+    )))
+}
+
+/// The bot's side of the Web API: its client and token.
+#[derive(Clone)]
+pub struct SlackApi {
+    client: Arc<SlackHyperClient>,
+    token: SlackApiToken,
+}
+
+impl SlackApi {
+    pub fn new(client: Arc<SlackHyperClient>, bot_token: &Secret) -> Self {
+        Self {
+            client,
+            token: SlackApiToken::new(bot_token.expose().into()),
+        }
+    }
+
+    pub fn client(&self) -> &Arc<SlackHyperClient> {
+        &self.client
+    }
+
+    /// Asks Slack who the bot is.
+    pub async fn identify(&self) -> Result<BotIdentity> {
+        let session = self.client.open_session(&self.token);
+        let response = session
+            .auth_test()
+            .await
+            .context("auth.test failed: check that SLACK_BOT_TOKEN is the app's bot token (xoxb-...) and that the app is installed")?;
+        Ok(BotIdentity {
+            user_id: response.user_id.to_string(),
+            bot_id: response.bot_id.map(|bot_id| bot_id.to_string()),
+            team_id: Some(response.team_id.to_string()),
+        })
+    }
+
+    /// Posts one message in a thread and returns its timestamp.
+    pub async fn post_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+    ) -> Result<String> {
+        let request = SlackApiChatPostMessageRequest::new(
+            channel.into(),
+            SlackMessageContent::new().with_text(text.to_string()),
+        )
+        .with_thread_ts(thread_ts.into())
+        .with_unfurl_links(false)
+        .with_unfurl_media(false);
+
+        let mut attempt = 1;
+        loop {
+            let session = self.client.open_session(&self.token);
+            match session.chat_post_message(&request).await {
+                Ok(response) => return Ok(response.ts.to_string()),
+                Err(SlackClientError::RateLimitError(limit))
+                    if attempt < MAX_RATE_LIMIT_ATTEMPTS =>
+                {
+                    let wait = limit.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                    warn!(
+                        channel,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "Slack rate-limited chat.postMessage; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context("chat.postMessage failed"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The real `serve` loop against the stand-in Slack: which events get an
+//! answer, where it lands, and what is never answered.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use agentdesk::app::App;
+use agentdesk::clock::system_clock;
+use agentdesk::config::Settings;
+use agentdesk::slack::serve;
+use agentdesk::store::invocations::{self, Status};
+use agentdesk_standins::Reply;
+use agentdesk_standins::openai::OpenAiStandin;
+use agentdesk_standins::slack::{PostedMessage, SlackStandin, as_redelivery, with_fresh_ids};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::helpers::slack_fixture;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running bot: the stand-in Slack it talks to and its database.
+struct RunningBot {
+    slack: SlackStandin,
+    app: App,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningBot {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the serve task panicked")
+                .expect("serve failed");
+        }
+    }
+
+    /// Sends an envelope and waits for its ack.
+    async fn send(&self, envelope: Value) {
+        let envelope_id = envelope["envelope_id"]
+            .as_str()
+            .expect("envelope id")
+            .to_string();
+        self.slack
+            .send_envelope(envelope)
+            .await
+            .expect("envelope sent");
+        self.slack
+            .wait_for_ack(&envelope_id, WAIT)
+            .await
+            .expect("envelope acked");
+    }
+
+    /// Sends a plain DM question that is always answered, and waits for
+    /// `expected_posts` posts in all; used to prove earlier events were
+    /// dropped rather than still pending.
+    async fn barrier(&self, expected_posts: usize) -> Vec<PostedMessage> {
+        self.send(with_fresh_ids(&slack_fixture("message_im_envelope.json")))
+            .await;
+        let posts = self
+            .slack
+            .wait_for_posts(expected_posts, WAIT)
+            .await
+            .expect("posts arrive");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let settled = self.slack.posts();
+        assert_eq!(
+            settled.len(),
+            expected_posts,
+            "unexpected extra posts: {settled:#?}"
+        );
+        posts
+    }
+}
+
+/// Settings for a bot on `database` talking to `slack`, plus overrides.
+fn settings(slack: &SlackStandin, database: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("DATABASE_URL".into(), database.into());
+    vars.insert("SLACK_BOT_TOKEN".into(), SlackStandin::BOT_TOKEN.into());
+    vars.insert("SLACK_APP_TOKEN".into(), SlackStandin::APP_TOKEN.into());
+    vars.insert("SLACK_API_URL".into(), slack.api_url());
+    vars.insert("AGENTDESK_SOCKET_CONNECTIONS".into(), "1".into());
+    vars.insert("AGENTDESK_SOCKET_STAGGER_SECS".into(), "0".into());
+    vars.insert("AGENTDESK_SOCKET_RECONNECT_SECS".into(), "1".into());
+    vars.insert("AGENTDESK_SHUTDOWN_GRACE_SECS".into(), "5".into());
+    for (name, value) in extra {
+        vars.insert((*name).into(), (*value).into());
+    }
+    Settings::from_map(&vars).expect("valid test settings")
+}
+
+async fn start_bot(slack: SlackStandin, database: &str, extra: &[(&str, &str)]) -> RunningBot {
+    let app = App::start(settings(&slack, database, extra), system_clock())
+        .await
+        .expect("app starts");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve::run_until(app.clone(), async move {
+        let _ = stopped.await;
+    }));
+    slack
+        .wait_for_sockets(1, WAIT)
+        .await
+        .expect("the bot opens a socket");
+    RunningBot {
+        slack,
+        app,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+fn sqlite_url(directory: &TempDir) -> String {
+    format!(
+        "sqlite://{}",
+        directory.path().join("agentdesk.db").display()
+    )
+}
+
+async fn offline_bot() -> (RunningBot, TempDir) {
+    let directory = TempDir::new().expect("temp dir");
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let bot = start_bot(slack, &sqlite_url(&directory), &[]).await;
+    (bot, directory)
+}
+
+#[tokio::test]
+async fn mention_gets_one_reply_in_its_thread() {
+    let (bot, _directory) = offline_bot().await;
+    bot.send(slack_fixture("app_mention_envelope.json")).await;
+
+    let posts = bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
+    assert_eq!(posts[0].method, "chat.postMessage");
+    assert_eq!(posts[0].channel, "C0CHAN0001");
+    assert_eq!(posts[0].thread_ts.as_deref(), Some("1717171000.000100"));
+
+    let invocations = invocations::recent(&bot.app.store, 10)
+        .await
+        .expect("invocations");
+    assert_eq!(invocations.len(), 1);
+    assert_eq!(invocations[0].status, Status::Completed);
+    assert_eq!(invocations[0].user_id.as_deref(), Some("U0ALICE001"));
+    assert_eq!(invocations[0].channel_id.as_deref(), Some("C0CHAN0001"));
+    assert_eq!(
+        invocations[0].thread_ts.as_deref(),
+        Some("1717171000.000100")
+    );
+    assert_eq!(
+        invocations[0].prompt,
+        "can you check #deploys & tell me if incident 42 (https://status.example.com/incidents/42) is resolved? x < 5"
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn direct_message_gets_a_reply() {
+    let (bot, _directory) = offline_bot().await;
+    bot.send(slack_fixture("message_im_envelope.json")).await;
+
+    let posts = bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
+    assert_eq!(posts[0].channel, "D0DMALICE1");
+    assert_eq!(posts[0].thread_ts.as_deref(), Some("1717172000.123456"));
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn retried_event_gets_no_second_reply() {
+    let (bot, _directory) = offline_bot().await;
+    let mention = slack_fixture("app_mention_envelope.json");
+    bot.send(mention.clone()).await;
+    bot.slack
+        .wait_for_posts(1, WAIT)
+        .await
+        .expect("first reply");
+
+    bot.send(slack_fixture("app_mention_retry_envelope.json"))
+        .await;
+    bot.send(as_redelivery(&mention, 2)).await;
+    bot.barrier(2).await;
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn message_and_mention_twins_get_one_reply() {
+    let (bot, _directory) = offline_bot().await;
+    bot.send(slack_fixture("message_channel_with_mention_envelope.json"))
+        .await;
+    bot.send(slack_fixture("app_mention_envelope.json")).await;
+    let posts = bot.barrier(2).await;
+    let in_channel = posts
+        .iter()
+        .filter(|post| post.channel == "C0CHAN0001")
+        .count();
+    assert_eq!(in_channel, 1, "one answer for the twins: {posts:#?}");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn bots_edits_and_deletions_get_no_reply() {
+    let (bot, _directory) = offline_bot().await;
+    for fixture in [
+        "message_from_own_bot_envelope.json",
+        "message_bot_message_subtype_envelope.json",
+        "message_changed_envelope.json",
+        "message_changed_unfurl_envelope.json",
+        "message_changed_assistant_thread.json",
+        "message_deleted_envelope.json",
+        "app_mention_edited_envelope.json",
+        "assistant_thread_started_envelope.json",
+    ] {
+        bot.send(slack_fixture(fixture)).await;
+    }
+    let posts = bot.barrier(1).await;
+    assert_eq!(posts[0].channel, "D0DMALICE1");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn ignored_edit_does_not_hide_the_original_question() {
+    let (bot, _directory) = offline_bot().await;
+    // The edit arrives first (same channel and ts); the original must still
+    // be answered.
+    bot.send(slack_fixture("app_mention_edited_envelope.json"))
+        .await;
+    bot.send(slack_fixture("app_mention_envelope.json")).await;
+    let posts = bot
+        .slack
+        .wait_for_posts(1, WAIT)
+        .await
+        .expect("the original is answered");
+    assert_eq!(posts[0].thread_ts.as_deref(), Some("1717171000.000100"));
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn mention_with_empty_edited_object_is_answered() {
+    let (bot, _directory) = offline_bot().await;
+    let mut envelope = slack_fixture("app_mention_envelope.json");
+    envelope["payload"]["event"]["edited"] = json!({});
+    bot.send(envelope).await;
+    let posts = bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
+    assert_eq!(posts[0].channel, "C0CHAN0001");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn first_seen_redelivery_is_answered() {
+    let (bot, _directory) = offline_bot().await;
+    // The first delivery was lost; the bot only ever sees retry number 1.
+    bot.send(slack_fixture("app_mention_retry_envelope.json"))
+        .await;
+    bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn same_question_after_restart_gets_no_second_reply() {
+    let directory = TempDir::new().expect("temp dir");
+    let database = sqlite_url(&directory);
+
+    let first_slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let bot = start_bot(first_slack, &database, &[]).await;
+    bot.send(slack_fixture("app_mention_envelope.json")).await;
+    bot.slack
+        .wait_for_posts(1, WAIT)
+        .await
+        .expect("first reply");
+    bot.stop().await;
+
+    let second_slack = SlackStandin::start()
+        .await
+        .expect("stand-in Slack starts again");
+    let bot = start_bot(second_slack, &database, &[]).await;
+    let mut again = slack_fixture("app_mention_envelope.json");
+    again["envelope_id"] = json!("0f0f0f0f-1111-4222-8333-444455556666");
+    again["payload"]["event_id"] = json!("Ev0MENTIONNEW");
+    bot.send(again).await;
+    let posts = bot.barrier(1).await;
+    assert_eq!(
+        posts[0].channel, "D0DMALICE1",
+        "only the barrier question is answered"
+    );
+    bot.stop().await;
+}
+
+/// A bot whose model is the OpenAI stand-in.
+async fn model_bot(extra: &[(&str, &str)]) -> (RunningBot, OpenAiStandin, TempDir) {
+    let directory = TempDir::new().expect("temp dir");
+    let model = OpenAiStandin::start().await.expect("model stand-in starts");
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let base_url = model.base_url();
+    let mut settings: Vec<(&str, &str)> = vec![
+        ("AGENTDESK_BACKEND", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("OPENAI_MODEL", "standin-model"),
+    ];
+    settings.extend_from_slice(extra);
+    let bot = start_bot(slack, &sqlite_url(&directory), &settings).await;
+    (bot, model, directory)
+}
+
+fn last_user_text(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .and_then(|messages| {
+            messages
+                .iter()
+                .rev()
+                .find(|message| message["role"] == "user")
+        })
+        .and_then(|message| message["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn mention_in_a_thread_gives_the_model_earlier_turns() {
+    let (bot, model, _directory) = model_bot(&[]).await;
+    model.push(Reply::Text(
+        "The payments service is owned by Billing.".into(),
+    ));
+    model.push(Reply::Text("Billing's channel is #team-billing.".into()));
+
+    let mut first = slack_fixture("app_mention_envelope.json");
+    first["payload"]["event"]["text"] = json!("<@U0BOT00001> who owns payments?");
+    bot.send(first).await;
+    bot.slack
+        .wait_for_posts(1, WAIT)
+        .await
+        .expect("first answer");
+
+    let mut second = with_fresh_ids(&slack_fixture("app_mention_envelope.json"));
+    second["payload"]["event"]["text"] = json!("<@U0BOT00001> and what is their Slack channel?");
+    second["payload"]["event"]["thread_ts"] = json!("1717171000.000100");
+    bot.send(second).await;
+    bot.slack
+        .wait_for_posts(2, WAIT)
+        .await
+        .expect("second answer");
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2);
+    let messages = requests[1]["messages"].as_array().expect("messages");
+    let texts: Vec<String> = messages
+        .iter()
+        .map(|message| message["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        texts.iter().any(|text| text == "who owns payments?"),
+        "earlier question missing: {texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|text| text == "The payments service is owned by Billing."),
+        "earlier answer missing: {texts:?}"
+    );
+    assert_eq!(
+        last_user_text(&requests[1]),
+        "and what is their Slack channel?"
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn envelope_is_acked_while_a_slow_answer_runs() {
+    let (bot, model, _directory) = model_bot(&[]).await;
+    model.push(Reply::Delayed(
+        Duration::from_secs(3),
+        Box::new(Reply::Text("slow".into())),
+    ));
+    model.push(Reply::Text("fast".into()));
+
+    bot.send(slack_fixture("app_mention_envelope.json")).await;
+    model
+        .wait_for_requests(1, WAIT)
+        .await
+        .expect("the slow answer started");
+
+    let second = with_fresh_ids(&slack_fixture("message_im_envelope.json"));
+    let envelope_id = second["envelope_id"].as_str().unwrap().to_string();
+    bot.slack.send_envelope(second).await.expect("sent");
+    let ack = bot
+        .slack
+        .wait_for_ack(&envelope_id, WAIT)
+        .await
+        .expect("acked");
+    assert!(
+        ack.latency < Duration::from_secs(1),
+        "ack took {:?}",
+        ack.latency
+    );
+
+    let posts = bot
+        .slack
+        .wait_for_posts(1, WAIT)
+        .await
+        .expect("the fast answer");
+    assert_eq!(
+        posts[0].text.as_deref(),
+        Some("fast"),
+        "the fast answer is not held up"
+    );
+    bot.slack
+        .wait_for_posts(2, WAIT)
+        .await
+        .expect("the slow answer");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn long_answer_is_split_under_the_limit() {
+    let (bot, model, _directory) = model_bot(&[]).await;
+    let paragraph = "The checkout service talks to payments, pricing and inventory. ".repeat(20);
+    let long_answer = vec![paragraph; 10].join("\n\n");
+    model.push(Reply::Text(long_answer.clone()));
+
+    bot.send(slack_fixture("message_im_envelope.json")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let posts = bot
+        .slack
+        .wait_for_posts(2, WAIT)
+        .await
+        .expect("several messages");
+    let total: usize = posts
+        .iter()
+        .map(|post| post.text.as_deref().unwrap_or("").chars().count())
+        .sum();
+    assert!(total >= long_answer.chars().count() - 40, "text was lost");
+    for post in &posts {
+        let length = post.text.as_deref().unwrap_or("").chars().count();
+        assert!(length <= 3_900, "a message has {length} characters");
+        assert_eq!(post.thread_ts.as_deref(), Some("1717172000.123456"));
+    }
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_in_model_output_is_neutralised() {
+    let (bot, model, _directory) = model_bot(&[]).await;
+    model.push(Reply::Text(
+        "<!channel> the **payments** service is down".into(),
+    ));
+    bot.send(slack_fixture("message_im_envelope.json")).await;
+    let posts = bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
+    let text = posts[0].text.clone().unwrap_or_default();
+    assert!(!text.contains("<!channel>"), "broadcast survived: {text}");
+    assert!(
+        text.contains("*payments*"),
+        "Markdown not converted: {text}"
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limited_post_is_retried() {
+    let (bot, _directory) = offline_bot().await;
+    bot.slack.fail_next(
+        "chat.postMessage",
+        agentdesk_standins::slack::Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    bot.send(slack_fixture("message_im_envelope.json")).await;
+    let posts = bot
+        .slack
+        .wait_for_posts(1, WAIT)
+        .await
+        .expect("the answer still arrives");
+    assert_eq!(posts[0].channel, "D0DMALICE1");
+    let attempts = bot
+        .slack
+        .calls()
+        .iter()
+        .filter(|call| call.method == "chat.postMessage")
+        .count();
+    assert_eq!(attempts, 2);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_an_answer_past_the_grace_period() {
+    let (bot, model, directory) = model_bot(&[
+        ("AGENTDESK_SHUTDOWN_GRACE_SECS", "1"),
+        ("AGENTDESK_LLM_TIMEOUT_SECS", "30"),
+    ])
+    .await;
+    model.push(Reply::Delayed(
+        Duration::from_secs(8),
+        Box::new(Reply::Text("too late".into())),
+    ));
+    bot.send(slack_fixture("message_im_envelope.json")).await;
+    model
+        .wait_for_requests(1, WAIT)
+        .await
+        .expect("the answer started");
+
+    let RunningBot {
+        slack: bot_slack,
+        stop,
+        task,
+        ..
+    } = bot;
+    let _ = stop.expect("stop sender").send(());
+    task.expect("serve task")
+        .await
+        .expect("no panic")
+        .expect("serve stops cleanly");
+
+    let posts = bot_slack.posts();
+    assert_eq!(posts.len(), 1, "only the interruption notice: {posts:#?}");
+    let notice = posts[0].text.clone().unwrap_or_default();
+    assert!(notice.contains("restarted"), "unexpected notice: {notice}");
+    assert_eq!(posts[0].thread_ts.as_deref(), Some("1717172000.123456"));
+
+    let store = agentdesk::store::Store::connect(&sqlite_url(&directory))
+        .await
+        .expect("reopen");
+    let recorded = invocations::recent(&store, 5).await.expect("invocations");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].status, Status::Interrupted);
+    assert!(
+        notice.contains(&recorded[0].id),
+        "the notice names the invocation"
+    );
+}
