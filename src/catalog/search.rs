@@ -407,7 +407,7 @@ impl Catalog {
     ) -> Result<Vec<(i64, String, Field)>> {
         let terms_sql = list_placeholders(1, group.len());
         let chunks: Vec<&[i64]> = match only {
-            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some([]) => return Ok(Vec::new()),
             Some(ids) => ids.chunks(ID_CHUNK).collect(),
             None => vec![&[]],
         };

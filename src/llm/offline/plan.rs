@@ -319,7 +319,9 @@ fn dependencies(
         if !consumed.is_empty() {
             sentences.push(format!("consumes {}", join(&consumed)));
         }
-        if !depends.is_empty() && !(consumes_only && !consumed.is_empty()) {
+        // "What does X consume" lists consumed APIs, and dependencies only
+        // when it consumes none.
+        if !depends.is_empty() && (!consumes_only || consumed.is_empty()) {
             sentences.push(format!("depends on {}", join(&depends)));
         }
         if sentences.is_empty() {
@@ -885,12 +887,12 @@ fn query(replay: &mut Replay, text: &str, mode: Mode) -> Step<String> {
         }
     }
 
-    if newest || oldest {
-        if let Some(property) = vocabulary.date_property(&target) {
-            plan.sort = Some((property, newest));
-            if singular || mode == Mode::List && newest != oldest && kinds.len() <= 1 {
-                plan.limit = if singular { 1 } else { 5 };
-            }
+    if (newest || oldest)
+        && let Some(property) = vocabulary.date_property(&target)
+    {
+        plan.sort = Some((property, newest));
+        if singular || mode == Mode::List && newest != oldest && kinds.len() <= 1 {
+            plan.limit = if singular { 1 } else { 5 };
         }
     }
 
