@@ -192,6 +192,35 @@ impl Ord for OrderedNumber {
     }
 }
 
+/// Builds the placeholders of a multi-row statement whose only parameters
+/// are its rows: `(?, ?), (?, ?)` on SQLite, `($1, $2), ($3, $4)` on
+/// PostgreSQL.
+///
+/// SQLite resolves each numbered parameter by a linear search of the
+/// statement's parameter names, so a statement with thousands of `$N`
+/// parameters binds in quadratic time; anonymous `?` parameters bind in
+/// constant time.
+fn row_placeholders(connection: &AnyConnection, rows: usize, columns: usize) -> String {
+    if is_sqlite(connection) {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        return vec![row; rows].join(", ");
+    }
+    placeholders(rows, columns)
+}
+
+/// Builds an `IN (...)` list that is a statement's only parameters.
+fn id_placeholders(connection: &AnyConnection, count: usize) -> String {
+    if is_sqlite(connection) {
+        vec!["?"; count].join(", ")
+    } else {
+        list_placeholders(1, count)
+    }
+}
+
+fn is_sqlite(connection: &AnyConnection) -> bool {
+    connection.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
 /// Builds `($1, $2), ($3, $4), ...` for a multi-row statement.
 pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
@@ -286,7 +315,7 @@ async fn upsert_entity_rows(
              is_demo = excluded.is_demo, content_hash = excluded.content_hash, \
              updated_at = excluded.updated_at \
              RETURNING id, blueprint, identifier",
-            placeholders(chunk.len(), COLUMNS)
+            row_placeholders(connection, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for entity in chunk {
@@ -336,7 +365,7 @@ async fn delete_index_rows(connection: &mut AnyConnection, ids: &[i64]) -> Resul
     ];
     for chunk in ids.chunks(MAX_PARAMETERS) {
         for statement in statements {
-            let sql = format!("{statement} ({})", list_placeholders(1, chunk.len()));
+            let sql = format!("{statement} ({})", id_placeholders(connection, chunk.len()));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(*id);
@@ -359,7 +388,7 @@ async fn insert_relations(
         let sql = format!(
             "INSERT INTO entity_relations (source_id, name, target_blueprint, target_identifier) \
              VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), COLUMNS)
+            row_placeholders(connection, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, name, target) in chunk {
@@ -386,7 +415,7 @@ async fn insert_properties(
         let sql = format!(
             "INSERT INTO entity_property_values (entity_id, name, value, num_value) VALUES {} \
              ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), COLUMNS)
+            row_placeholders(connection, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, name, value, number) in chunk {
@@ -409,7 +438,7 @@ async fn insert_terms(connection: &mut AnyConnection, rows: &[(String, i64, i64)
     for chunk in rows.chunks(MAX_PARAMETERS / COLUMNS) {
         let sql = format!(
             "INSERT INTO search_terms (term, entity_id, field) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), COLUMNS)
+            row_placeholders(connection, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (term, id, field) in chunk {
@@ -428,7 +457,7 @@ async fn insert_vocabulary(connection: &mut AnyConnection, terms: &BTreeSet<Stri
     for chunk in terms.chunks(MAX_PARAMETERS) {
         let sql = format!(
             "INSERT INTO search_vocab (term) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), 1)
+            row_placeholders(connection, chunk.len(), 1)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for term in chunk {
@@ -451,7 +480,7 @@ async fn insert_vocabulary(connection: &mut AnyConnection, terms: &BTreeSet<Stri
     for chunk in gram_rows.chunks(MAX_PARAMETERS / COLUMNS) {
         let sql = format!(
             "INSERT INTO search_grams (gram, term_length, term) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), COLUMNS)
+            row_placeholders(connection, chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (gram, length, term) in chunk {
@@ -484,7 +513,7 @@ pub(crate) async fn delete_entities(connection: &mut AnyConnection, ids: &[i64])
     for chunk in ids.chunks(MAX_PARAMETERS) {
         let sql = format!(
             "DELETE FROM entities WHERE id IN ({})",
-            list_placeholders(1, chunk.len())
+            id_placeholders(connection, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {
