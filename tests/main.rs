@@ -1,6 +1,12 @@
 //! The one integration test binary: each area of the product is a module.
 
+mod agent_loop;
+mod catalog_import;
 mod helpers;
 mod llm_clients;
+mod questions;
+mod search;
 mod slack_standin;
 mod slack_text;
+mod store;
+mod tools;
