@@ -208,6 +208,9 @@ fn short(text: &str) -> String {
 /// Reads a tool's arguments into its argument type, turning serde's message
 /// into one the model can act on.
 pub(crate) fn arguments<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
-    serde_json::from_value(arguments)
-        .map_err(|error| ToolError::InvalidArguments(error.to_string()))
+    serde_json::from_value(arguments).map_err(|error| {
+        ToolError::InvalidArguments(format!(
+            "{error}; send arguments that match the tool's input schema"
+        ))
+    })
 }

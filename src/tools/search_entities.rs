@@ -22,8 +22,10 @@ struct Arguments {
     filters: Option<Map<String, Value>>,
     sort_by: Option<String>,
     order: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
+    // Signed, so a negative value gets the range message below instead of
+    // serde's "expected usize", which does not name the argument.
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 #[async_trait]
@@ -83,12 +85,24 @@ impl Tool for SearchEntities {
                 )));
             }
         };
-        let limit = arguments.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(ToolError::InvalidArguments(format!(
-                "limit must be from 1 to {MAX_LIMIT}, got {limit}"
-            )));
-        }
+        let limit = match arguments.limit {
+            None => DEFAULT_LIMIT,
+            Some(limit) if (1..=MAX_LIMIT as i64).contains(&limit) => limit as usize,
+            Some(limit) => {
+                return Err(ToolError::InvalidArguments(format!(
+                    "limit must be from 1 to {MAX_LIMIT}, got {limit}"
+                )));
+            }
+        };
+        let offset = match arguments.offset {
+            None => 0,
+            Some(offset) if offset >= 0 => offset as usize,
+            Some(offset) => {
+                return Err(ToolError::InvalidArguments(format!(
+                    "offset must be 0 or more, got {offset}"
+                )));
+            }
+        };
         let query = arguments.query.filter(|query| !query.trim().is_empty());
         let blueprint = match arguments
             .blueprint
@@ -115,7 +129,7 @@ impl Tool for SearchEntities {
                 .filter(|property| !property.trim().is_empty()),
             descending,
             limit,
-            offset: arguments.offset.unwrap_or(0),
+            offset,
         };
         let response = context.catalog.search(&context.scope, &request).await?;
         let mut output = serde_json::to_value(&response).map_err(anyhow::Error::from)?;

@@ -1,20 +1,350 @@
-//! Helpers shared by the test modules.
+//! Helpers shared by the test modules: fixtures, throwaway databases, the
+//! `agentdesk` binary and the Slack client for stand-ins.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use agentdesk::catalog::import::{ImportReport, import_paths};
+use agentdesk::clock::{ManualClock, SharedClock};
+use agentdesk::store::Store;
 use serde_json::Value;
 use slack_morphism::prelude::{SlackClient, SlackClientHyperConnector, SlackHyperClient};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tempfile::TempDir;
 
 /// Loads `tests/fixtures/slack/<name>` as JSON.
 pub fn slack_fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/slack")
-        .join(name);
+    let path = fixture_path("slack").join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("cannot read fixture {}: {error}", path.display()));
     serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("fixture {} is not valid JSON: {error}", path.display()))
+}
+
+/// Returns the path of `tests/fixtures/<relative>`.
+pub fn fixture_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+/// Returns the path of the Backstage examples under `tests/fixtures/catalog`.
+pub fn backstage_fixtures() -> PathBuf {
+    fixture_path("catalog/backstage-examples")
+}
+
+/// Copies a folder tree, files only, into `target` (created when missing).
+pub fn copy_tree(source: &Path, target: &Path) {
+    std::fs::create_dir_all(target)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", target.display()));
+    let entries = std::fs::read_dir(source)
+        .unwrap_or_else(|error| panic!("cannot list {}: {error}", source.display()));
+    for entry in entries {
+        let entry = entry.expect("a readable folder entry");
+        let from = entry.path();
+        let to = target.join(entry.file_name());
+        if from.is_dir() {
+            copy_tree(&from, &to);
+        } else {
+            std::fs::copy(&from, &to).unwrap_or_else(|error| {
+                panic!(
+                    "cannot copy {} to {}: {error}",
+                    from.display(),
+                    to.display()
+                )
+            });
+        }
+    }
+}
+
+/// Returns a manual clock set to 2025-01-01T00:00:00Z.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(1_735_689_600_000))
+}
+
+/// Returns `clock` as the shared clock the product takes.
+pub fn shared(clock: &Arc<ManualClock>) -> SharedClock {
+    clock.clone()
+}
+
+/// Imports catalog paths and panics with the import's message on failure.
+pub async fn import(store: &Store, clock: &SharedClock, paths: &[PathBuf]) -> ImportReport {
+    import_paths(store, clock, paths)
+        .await
+        .unwrap_or_else(|error| panic!("the import of {paths:?} failed: {error:#}"))
+}
+
+/// Which database a [`TestDatabase`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// An empty database for one test, removed when dropped.
+///
+/// SQLite databases are files in a temporary folder. PostgreSQL databases
+/// are created on the server named by `AGENTDESK_TEST_POSTGRES_URL`
+/// (default [`DEFAULT_POSTGRES_URL`]) and dropped again, best effort, on
+/// drop.
+pub struct TestDatabase {
+    url: String,
+    kind: DatabaseKind,
+    /// The folder holding a SQLite file; deleting it removes the database.
+    _folder: Option<TempDir>,
+    /// The PostgreSQL database to drop on drop.
+    postgres: Option<PostgresDatabase>,
+}
+
+/// Server used for PostgreSQL tests when `AGENTDESK_TEST_POSTGRES_URL` is
+/// not set.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// How long to wait for the PostgreSQL server before calling it down.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates an empty SQLite database file in a new temporary folder.
+    pub fn sqlite() -> Self {
+        let folder = tempfile::tempdir().expect("create a temporary folder for SQLite");
+        let url = format!("sqlite://{}", folder.path().join("agentdesk.db").display());
+        Self {
+            url,
+            kind: DatabaseKind::Sqlite,
+            _folder: Some(folder),
+            postgres: None,
+        }
+    }
+
+    /// Creates a SQLite database that already holds the demo catalog.
+    ///
+    /// Loading the demo takes about a second in a debug build, so it is
+    /// loaded once per test run and each database starts as a copy.
+    pub fn sqlite_with_demo() -> Self {
+        let database = Self::sqlite();
+        let path = database.url.trim_start_matches("sqlite://");
+        std::fs::write(path, demo_template())
+            .unwrap_or_else(|error| panic!("cannot write {path}: {error}"));
+        database
+    }
+
+    /// Creates a fresh PostgreSQL database `agentdesk_test_<uuid>`.
+    ///
+    /// Panics when the server cannot be reached, unless
+    /// `AGENTDESK_TEST_SKIP_POSTGRES=1`; then it prints why and returns
+    /// `None`, and the caller skips the test.
+    pub async fn postgres() -> Option<Self> {
+        let admin_url = std::env::var("AGENTDESK_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
+
+        let mut admin = match connect_postgres(&admin_url).await {
+            Ok(connection) => connection,
+            Err(error) if skip_postgres() => {
+                eprintln!(
+                    "skipping a PostgreSQL test: cannot connect to {admin_url} ({error}) and \
+                     AGENTDESK_TEST_SKIP_POSTGRES=1"
+                );
+                return None;
+            }
+            Err(error) => panic!(
+                "cannot connect to PostgreSQL at {admin_url}: {error}. Start PostgreSQL on \
+                 127.0.0.1:5432 (user postgres, trust authentication), point \
+                 AGENTDESK_TEST_POSTGRES_URL at a server where the user may create databases, \
+                 or set AGENTDESK_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
+            ),
+        };
+
+        let name = format!("agentdesk_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|error| {
+                panic!("cannot create database {name} on {admin_url}: {error}")
+            });
+        let _ = admin.close().await;
+
+        let mut url = reqwest::Url::parse(&admin_url)
+            .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"));
+        url.set_path(&format!("/{name}"));
+        Some(Self {
+            url: url.to_string(),
+            kind: DatabaseKind::Postgres,
+            _folder: None,
+            postgres: Some(PostgresDatabase { admin_url, name }),
+        })
+    }
+
+    /// The `DATABASE_URL` of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// Connects to the database, applying migrations.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error:#}", self.url))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(database) = self.postgres.take() else {
+            return;
+        };
+        // Drop may run inside a tokio runtime, where blocking on another
+        // future panics, so the DROP runs on a thread with its own runtime.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("build a runtime to drop the test database");
+            runtime.block_on(drop_postgres_database(&database))
+        });
+        match dropper.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop a test database: {error}"),
+            Err(_) => eprintln!("could not drop a test database: the dropping thread panicked"),
+        }
+    }
+}
+
+/// Returns the bytes of a SQLite database file holding the demo catalog,
+/// built on first use.
+fn demo_template() -> &'static [u8] {
+    static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        // Callers run inside a tokio runtime, which cannot block on a
+        // future, so the template is built on a thread with its own.
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("build a runtime for the demo template");
+            runtime.block_on(build_demo_template())
+        })
+        .join()
+        .expect("the demo template builds")
+    })
+}
+
+async fn build_demo_template() -> Vec<u8> {
+    let database = TestDatabase::sqlite();
+    let store = database.store().await;
+    let clock: SharedClock = manual_clock();
+    agentdesk::catalog::demo::load(&store, &clock)
+        .await
+        .expect("the demo catalog loads");
+    // Closing the last connection checkpoints the write-ahead log into the
+    // main file, so the file alone holds the whole database.
+    store.close().await;
+    let path = database.url.trim_start_matches("sqlite://");
+    std::fs::read(path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+}
+
+fn skip_postgres() -> bool {
+    std::env::var("AGENTDESK_TEST_SKIP_POSTGRES").is_ok_and(|value| value.trim() == "1")
+}
+
+async fn connect_postgres(url: &str) -> Result<PgConnection, String> {
+    agentdesk::install_crypto_provider();
+    match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {POSTGRES_CONNECT_TIMEOUT:?}")),
+    }
+}
+
+async fn drop_postgres_database(database: &PostgresDatabase) -> Result<(), String> {
+    let mut admin = connect_postgres(&database.admin_url).await?;
+    // FORCE ends connections that a test's pool still holds.
+    let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", database.name);
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await
+        .map_err(|error| format!("{}: {error}", database.name))?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// Defines each named `async fn NAME(database: TestDatabase)` as two tests,
+/// `NAME::sqlite` and `NAME::postgres`, each on a fresh database.
+macro_rules! on_both_databases {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test($crate::helpers::TestDatabase::sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(database) = $crate::helpers::TestDatabase::postgres().await {
+                    super::$test(database).await;
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use on_both_databases;
+
+/// Returns the path of the `agentdesk` binary Cargo built for these tests.
+pub fn agentdesk_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_agentdesk"))
+}
+
+/// Prefixes of the variables the binary reads; inherited ones are removed
+/// so a developer's shell never changes a test.
+const PRODUCT_VARIABLE_PREFIXES: &[&str] = &["AGENTDESK_", "OPENAI_", "ANTHROPIC_", "SLACK_"];
+
+/// Runs `agentdesk ARGS` in `workdir` with only `env` among the product's
+/// variables (plus `DATABASE_URL` when given there), and waits for it.
+pub fn run_agentdesk(workdir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(agentdesk_binary());
+    command.current_dir(workdir).args(args);
+    for (name, _) in std::env::vars_os() {
+        if is_product_variable(&name) {
+            command.env_remove(&name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", agentdesk_binary().display()))
+}
+
+fn is_product_variable(name: &OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name == "DATABASE_URL"
+        || name == "RUST_LOG"
+        || PRODUCT_VARIABLE_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+/// Formats a finished command for a failure message.
+pub fn describe_output(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// Builds a slack-morphism client for a Web API base URL over plain HTTP,
