@@ -22,6 +22,7 @@ pub mod app;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod governance;
 pub mod llm;
 pub mod slack;
 pub mod store;

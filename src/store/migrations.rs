@@ -11,12 +11,20 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use super::{Dialect, Store};
 
 /// (version, description, SQLite text, PostgreSQL text)
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "catalog, invocations and dedupe keys",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "catalog, invocations and dedupe keys",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "usage counters, feedback and leases",
+        include_str!("../../migrations/sqlite/0002_governance.sql"),
+        include_str!("../../migrations/postgres/0002_governance.sql"),
+    ),
+];
 
 pub(super) async fn run(store: &Store) -> Result<()> {
     let migrations = MIGRATIONS
