@@ -2,31 +2,47 @@
 //! question into a recorded, answered invocation.
 //!
 //! Both front ends use [`App::answer`]: `agentdesk ask` from the terminal and
-//! the Slack listener in `serve`. It loads the thread's earlier turns,
-//! records the invocation as in progress, runs the agent loop, and records
-//! how it ended. A failure reaches the asker as one short message with the
-//! invocation id; the log gets the whole error chain.
+//! the Slack listener in `serve`. For each question it:
+//!
+//! 1. routes it to an agent (an explicit agent id, a leading nickname, the
+//!    channel's default agent, the best matching description, or the
+//!    default agent);
+//! 2. removes secrets from it (and e-mail addresses when configured);
+//! 3. records the invocation as in progress;
+//! 4. for Slack users, refuses it when the user may not use the agent or is
+//!    over a limit, recording the invocation as `refused`;
+//! 5. runs the agent loop with the thread's earlier turns, and records how
+//!    it ended and the tokens it used.
+//!
+//! A failure reaches the asker as one short message with the invocation id;
+//! the log gets the whole error chain. Questions from the terminal skip
+//! access checks and limits: whoever runs the binary is an operator.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use tracing::{Span, error, info, instrument};
+use tracing::{Span, error, info, instrument, warn};
 
+use crate::agent::access::AccessControl;
+use crate::agent::agents_file::AgentsFile;
+use crate::agent::router::{Route, RouteReason};
 use crate::agent::runner::{self, RunFailureKind};
-use crate::agent::{Agent, default_agent};
+use crate::agent::{Agent, Agents};
 use crate::catalog::{Catalog, demo};
 use crate::clock::SharedClock;
-use crate::config::{BackendKind, Settings};
-use crate::llm::anthropic::AnthropicBackend;
-use crate::llm::offline::OfflineBackend;
-use crate::llm::openai::OpenAiBackend;
-use crate::llm::{LlmBackend, LlmError};
+use crate::config::Settings;
+use crate::governance::limits::{self, Limits, RequestKey};
+use crate::governance::redaction::Redactor;
+use crate::llm::{LlmError, Usage};
 use crate::store::Store;
 use crate::store::invocations::{self, NewInvocation, Outcome, Source, Status, ToolCallRecord};
-use crate::tools::ToolContext;
+use crate::tools::{ToolContext, ToolRegistry};
 
 /// Earlier turns of a Slack thread given to the model with a new question.
 const MAX_HISTORY_TURNS: usize = 10;
+
+/// Workspace key used for limits when a question names no Slack team.
+const UNKNOWN_WORKSPACE: &str = "workspace";
 
 /// Shared state of a running agentdesk.
 #[derive(Clone)]
@@ -34,8 +50,11 @@ pub struct App {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub catalog: Catalog,
-    pub backend: Arc<dyn LlmBackend>,
-    pub agents: Vec<Arc<Agent>>,
+    pub agents: Agents,
+    /// The agents file with its limits, retention and redaction settings.
+    pub agents_file: Arc<AgentsFile>,
+    pub access: Arc<AccessControl>,
+    pub redactor: Arc<Redactor>,
     pub clock: SharedClock,
 }
 
@@ -44,7 +63,7 @@ pub struct App {
 pub struct Question {
     pub text: String,
     pub source: Source,
-    /// Agent asked for by id; `None` for the default agent.
+    /// Agent asked for by id; `None` lets the router choose.
     pub agent: Option<String>,
     pub team_id: Option<String>,
     pub channel_id: Option<String>,
@@ -78,6 +97,9 @@ impl Question {
 pub struct Answer {
     pub invocation_id: String,
     pub agent: String,
+    pub agent_title: String,
+    /// How the agent was chosen.
+    pub route: RouteReason,
     pub backend: String,
     pub model: String,
     pub status: Status,
@@ -89,36 +111,76 @@ pub struct Answer {
     /// The error chain of a failed invocation (never shown in Slack).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a refused invocation was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
 }
 
 impl App {
     /// Connects to the database, loads the demo catalog into an empty one,
-    /// and builds the configured model backend.
+    /// reads the agents file and builds each agent's model backend.
     pub async fn start(settings: Settings, clock: SharedClock) -> Result<Self> {
+        let tools = ToolRegistry::catalog_tools();
+        let agents_file = AgentsFile::load(settings.agents_file.as_deref(), &tools.names())?;
+        let agents = Agents::build(&agents_file, &settings, &tools)?;
+
         let store = Store::connect(&settings.database_url).await?;
         demo::load_if_empty(&store, &clock).await?;
-        let backend = build_backend(&settings)?;
+        let catalog = Catalog::new(store.clone());
+        warn_about_unknown_blueprints(&catalog, &agents_file).await;
 
         Ok(Self {
             settings: Arc::new(settings),
-            catalog: Catalog::new(store.clone()),
+            catalog,
             store,
-            backend,
-            agents: vec![default_agent()],
+            agents,
+            redactor: Arc::new(Redactor::new(&agents_file.redaction)),
+            agents_file: Arc::new(agents_file),
+            access: Arc::new(AccessControl::without_directory()),
             clock,
         })
     }
 
-    /// Finds an agent by id; `None` means the default agent.
-    pub fn agent(&self, id: Option<&str>) -> Result<Arc<Agent>> {
-        let id = id.unwrap_or(crate::agent::DEFAULT_AGENT_ID);
-        match self.agents.iter().find(|agent| agent.id == id) {
-            Some(agent) => Ok(agent.clone()),
-            None => {
-                let known: Vec<&str> = self.agents.iter().map(|agent| agent.id.as_str()).collect();
-                bail!("unknown agent {id:?}; the agents are: {}", known.join(", "))
-            }
+    /// Replaces the access control, for example with one that reads Slack
+    /// user groups.
+    pub fn with_access(mut self, access: AccessControl) -> Self {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Picks the agent for a question.
+    pub fn route(&self, question: &Question) -> Result<Route> {
+        match &question.agent {
+            Some(id) => match self.agents.get(id) {
+                Some(agent) => Ok(Route {
+                    agent,
+                    question: question.text.clone(),
+                    reason: RouteReason::Requested,
+                }),
+                None => {
+                    let known: Vec<&str> = self
+                        .agents
+                        .list
+                        .iter()
+                        .map(|agent| agent.id.as_str())
+                        .collect();
+                    bail!("unknown agent {id:?}; the agents are: {}", known.join(", "))
+                }
+            },
+            None => Ok(self
+                .agents
+                .route(&question.text, question.channel_id.as_deref())),
         }
+    }
+
+    /// The limits that apply to an agent: the file's, with the agent's own
+    /// per-minute limit when it sets one.
+    pub fn limits_for(&self, agent: &Agent) -> Limits {
+        let mut limits = self.agents_file.limits.clone();
+        if let Some(per_minute) = agent.requests_per_minute {
+            limits.requests_per_minute_per_agent = Some(per_minute);
+        }
+        limits
     }
 
     /// Answers one question and records it as an invocation.
@@ -127,7 +189,8 @@ impl App {
         fields(invocation_id, agent, source = question.source.as_str(), channel = question.channel_id.as_deref(), thread_ts = question.thread_ts.as_deref())
     )]
     pub async fn answer(&self, question: Question) -> Result<Answer> {
-        let agent = self.agent(question.agent.as_deref())?;
+        let route = self.route(&question)?;
+        let agent = route.agent.clone();
         let invocation_id = question
             .invocation_id
             .clone()
@@ -135,6 +198,7 @@ impl App {
         Span::current().record("invocation_id", invocation_id.as_str());
         Span::current().record("agent", agent.id.as_str());
 
+        let text = self.redactor.redact(&route.question).into_owned();
         let started_at = self.clock.now_millis();
         let history = match (&question.channel_id, &question.thread_ts) {
             (Some(channel), Some(thread)) => {
@@ -162,28 +226,68 @@ impl App {
                 thread_ts: question.thread_ts.clone(),
                 message_ts: question.message_ts.clone(),
                 user_id: question.user_id.clone(),
-                prompt: question.text.clone(),
-                backend: self.backend.name().to_string(),
-                model: self.backend.model().to_string(),
+                prompt: text.clone(),
+                backend: agent.backend.name().to_string(),
+                model: agent.backend.model().to_string(),
             },
         )
         .await?;
+
+        let mut answer = Answer {
+            invocation_id: invocation_id.clone(),
+            agent: agent.id.clone(),
+            agent_title: agent.title.clone(),
+            route: route.reason,
+            backend: agent.backend.name().to_string(),
+            model: agent.backend.model().to_string(),
+            status: Status::InProgress,
+            answer: String::new(),
+            tool_calls: Vec::new(),
+            tokens_in: 0,
+            tokens_out: 0,
+            error: None,
+            refusal: None,
+        };
+
+        let key = RequestKey {
+            user: question.user_id.as_deref().unwrap_or_default(),
+            agent: &agent.id,
+            workspace: question.team_id.as_deref().unwrap_or(UNKNOWN_WORKSPACE),
+        };
+        if question.source == Source::Slack
+            && let Some((message, reason)) = self.refusal(&agent, &question, &key).await?
+        {
+            info!(reason = %reason, "question refused");
+            let outcome = Outcome {
+                status: Status::Refused,
+                answer: None,
+                error: None,
+                usage: Usage::default(),
+                tool_calls: Vec::new(),
+            };
+            invocations::finish(&self.store, &self.clock, &invocation_id, &outcome).await?;
+            invocations::record_refusal(&self.store, &invocation_id, &reason).await?;
+            answer.status = Status::Refused;
+            answer.answer = message;
+            answer.refusal = Some(reason);
+            return Ok(answer);
+        }
 
         let context = ToolContext {
             catalog: self.catalog.clone(),
             scope: agent.scope.clone(),
         };
         let result = runner::run(
-            self.backend.as_ref(),
+            agent.backend.as_ref(),
             &agent,
             &context,
             &self.settings.agent_loop,
             &history,
-            &question.text,
+            &text,
         )
         .await;
 
-        let (outcome, text) = match result {
+        let (outcome, reply) = match result {
             Ok(output) => {
                 info!(
                     tool_calls = output.tool_calls.len(),
@@ -191,46 +295,113 @@ impl App {
                     tokens_out = output.usage.output_tokens,
                     "question answered"
                 );
+                let reply = self.redactor.redact(&output.answer).into_owned();
                 let outcome = Outcome {
                     status: Status::Completed,
-                    answer: Some(output.answer.clone()),
+                    answer: Some(reply.clone()),
                     error: None,
                     usage: output.usage,
-                    tool_calls: output.tool_calls,
+                    tool_calls: self.redact_tool_calls(output.tool_calls),
                 };
-                (outcome, output.answer)
+                (outcome, reply)
             }
             Err(failure) => {
                 let chain = error_chain(&failure.kind);
                 error!(error = %chain, "question failed");
-                let text = failure_message(&failure.kind, &invocation_id);
+                let reply = failure_message(&failure.kind, &invocation_id);
                 let outcome = Outcome {
                     status: Status::Failed,
                     answer: None,
                     error: Some(chain),
                     usage: failure.usage,
-                    tool_calls: failure.tool_calls,
+                    tool_calls: self.redact_tool_calls(failure.tool_calls),
                 };
-                (outcome, text)
+                (outcome, reply)
             }
         };
 
         invocations::finish(&self.store, &self.clock, &invocation_id, &outcome)
             .await
             .context("could not record the end of the invocation")?;
+        let tokens = outcome.usage.input_tokens + outcome.usage.output_tokens;
+        if question.source == Source::Slack
+            && tokens > 0
+            && let Err(error) = limits::record_tokens(&self.store, &self.clock, &key, tokens).await
+        {
+            warn!(error = %format!("{error:#}"), "could not count the invocation's tokens");
+        }
 
-        Ok(Answer {
-            invocation_id,
-            agent: agent.id.clone(),
-            backend: self.backend.name().to_string(),
-            model: self.backend.model().to_string(),
-            status: outcome.status,
-            answer: text,
-            tool_calls: outcome.tool_calls,
-            tokens_in: outcome.usage.input_tokens,
-            tokens_out: outcome.usage.output_tokens,
-            error: outcome.error,
-        })
+        answer.status = outcome.status;
+        answer.answer = reply;
+        answer.tool_calls = outcome.tool_calls;
+        answer.tokens_in = outcome.usage.input_tokens;
+        answer.tokens_out = outcome.usage.output_tokens;
+        answer.error = outcome.error;
+        Ok(answer)
+    }
+
+    /// Returns the message and recorded reason when the asker may not use
+    /// the agent or is over a limit.
+    async fn refusal(
+        &self,
+        agent: &Agent,
+        question: &Question,
+        key: &RequestKey<'_>,
+    ) -> Result<Option<(String, String)>> {
+        let user = question.user_id.as_deref().unwrap_or_default();
+        let allowed = self
+            .access
+            .may_use(agent, user, question.channel_id.as_deref())
+            .await
+            .context("could not check access to the agent")?;
+        if !allowed {
+            let message = format!(
+                "Sorry, you don't have access to the agent *{}*. Ask your platform team if \
+                 you need it.",
+                agent.title
+            );
+            return Ok(Some((
+                message,
+                "access: the user is not allowed to use the agent".to_string(),
+            )));
+        }
+
+        let limits = self.limits_for(agent);
+        if let Some(exceeded) = limits::admit(&self.store, &self.clock, &limits, key).await? {
+            return Ok(Some((
+                exceeded.user_message(self.clock.now_millis()),
+                format!("limit: {}", exceeded.reason()),
+            )));
+        }
+        Ok(None)
+    }
+
+    fn redact_tool_calls(&self, calls: Vec<ToolCallRecord>) -> Vec<ToolCallRecord> {
+        calls
+            .into_iter()
+            .map(|mut call| {
+                call.arguments = self.redactor.redact(&call.arguments).into_owned();
+                call
+            })
+            .collect()
+    }
+}
+
+/// Warns when an agent's data scope names a blueprint the catalog lacks:
+/// the catalog may be imported later, so it is not an error.
+async fn warn_about_unknown_blueprints(catalog: &Catalog, file: &AgentsFile) {
+    let Ok(blueprints) = catalog.list_blueprints(&crate::catalog::Scope::All).await else {
+        return;
+    };
+    for agent in &file.agents {
+        for blueprint in agent.data_scope.iter().flatten() {
+            if !blueprints
+                .iter()
+                .any(|known| &known.identifier == blueprint)
+            {
+                warn!(agent = %agent.id, blueprint = %blueprint, "an agent's data scope names a blueprint that is not in the catalog yet");
+            }
+        }
     }
 }
 
@@ -267,14 +438,4 @@ pub fn failure_message(kind: &RunFailureKind, invocation_id: &str) -> String {
              invocation {invocation_id}."
         ),
     }
-}
-
-/// Builds the backend `AGENTDESK_BACKEND` selects.
-pub fn build_backend(settings: &Settings) -> Result<Arc<dyn LlmBackend>> {
-    let timeout = settings.agent_loop.llm_timeout;
-    Ok(match settings.backend {
-        BackendKind::Offline => Arc::new(OfflineBackend::new()),
-        BackendKind::OpenAi => Arc::new(OpenAiBackend::new(&settings.openai, timeout)?),
-        BackendKind::Anthropic => Arc::new(AnthropicBackend::new(&settings.anthropic, timeout)?),
-    })
 }

@@ -147,6 +147,9 @@ pub struct Settings {
     pub database_url: String,
     /// `AGENTDESK_BACKEND`, default `offline`.
     pub backend: BackendKind,
+    /// `AGENTDESK_CONFIG`: the agents file. Unset, `agentdesk.yaml` in the
+    /// working directory is read when it exists.
+    pub agents_file: Option<std::path::PathBuf>,
     pub openai: OpenAiSettings,
     pub anthropic: AnthropicSettings,
     pub slack: SlackSettings,
@@ -177,6 +180,7 @@ impl Settings {
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             backend: BackendKind::parse(&env.string("AGENTDESK_BACKEND", "offline"))?,
+            agents_file: env.raw("AGENTDESK_CONFIG").map(std::path::PathBuf::from),
             openai: OpenAiSettings {
                 api_key: env.secret("OPENAI_API_KEY"),
                 base_url: env.string("OPENAI_BASE_URL", "https://api.openai.com/v1"),

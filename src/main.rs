@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use agentdesk::agent::agents_file::AgentsFile;
 use agentdesk::app::{App, Question};
 use agentdesk::catalog::import::{ImportError, import_paths};
 use agentdesk::catalog::{Catalog, demo};
@@ -14,6 +15,7 @@ use agentdesk::clock::system_clock;
 use agentdesk::config::Settings;
 use agentdesk::store::Store;
 use agentdesk::store::invocations::Status;
+use agentdesk::tools::ToolRegistry;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +47,21 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Check the agents file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate an agents file (default: AGENTDESK_CONFIG, else
+    /// agentdesk.yaml) and print what each agent can reach.
+    Check {
+        /// The agents file to check.
+        file: Option<PathBuf>,
     },
 }
 
@@ -138,8 +155,8 @@ async fn run(command: Command) -> Result<ExitCode> {
                     }
                 }
                 println!(
-                    "agent {} · backend {} · invocation {}",
-                    answer.agent, answer.backend, answer.invocation_id
+                    "agent {} ({}) · backend {} · invocation {}",
+                    answer.agent, answer.agent_title, answer.backend, answer.invocation_id
                 );
                 if is_demo {
                     println!(
@@ -192,6 +209,24 @@ async fn run(command: Command) -> Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let path = file.or(settings.agents_file.clone());
+            let tools = ToolRegistry::catalog_tools();
+            let agents_file = match AgentsFile::load(path.as_deref(), &tools.names()) {
+                Ok(agents_file) => agents_file,
+                Err(error) => {
+                    eprint!("{error:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            print!(
+                "{}",
+                agentdesk::agent::agents_file::describe(&agents_file, &tools)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Catalog {

@@ -82,20 +82,23 @@ impl SlackApi {
         })
     }
 
-    /// Posts one message in a thread and returns its timestamp.
+    /// Posts one message in a thread and returns its timestamp. `text` is
+    /// the message, or the notification fallback when there are blocks.
     pub async fn post_in_thread(
         &self,
         channel: &str,
         thread_ts: &str,
         text: &str,
+        blocks: Vec<SlackBlock>,
     ) -> Result<String> {
-        let request = SlackApiChatPostMessageRequest::new(
-            channel.into(),
-            SlackMessageContent::new().with_text(text.to_string()),
-        )
-        .with_thread_ts(thread_ts.into())
-        .with_unfurl_links(false)
-        .with_unfurl_media(false);
+        let mut content = SlackMessageContent::new().with_text(text.to_string());
+        if !blocks.is_empty() {
+            content = content.with_blocks(blocks);
+        }
+        let request = SlackApiChatPostMessageRequest::new(channel.into(), content)
+            .with_thread_ts(thread_ts.into())
+            .with_unfurl_links(false)
+            .with_unfurl_media(false);
 
         let mut attempt = 1;
         loop {
@@ -120,5 +123,77 @@ impl SlackApi {
                 }
             }
         }
+    }
+}
+
+impl SlackApi {
+    /// Shows a message to one user only.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+    ) -> Result<()> {
+        let mut request = SlackApiChatPostEphemeralRequest::new(
+            channel.into(),
+            user.into(),
+            SlackMessageContent::new().with_text(text.to_string()),
+        );
+        if let Some(thread_ts) = thread_ts {
+            request = request.with_thread_ts(thread_ts.into());
+        }
+        self.client
+            .open_session(&self.token)
+            .chat_post_ephemeral(&request)
+            .await
+            .context("chat.postEphemeral failed")?;
+        Ok(())
+    }
+
+    /// Shows suggested prompts in an assistant thread.
+    pub async fn set_suggested_prompts(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+        prompts: &[String],
+    ) -> Result<()> {
+        let prompts = prompts
+            .iter()
+            .map(|prompt| SlackAssistantPrompt::new(prompt.clone(), prompt.clone()))
+            .collect();
+        let request = SlackApiAssistantThreadsSetSuggestedPromptsRequest::new(
+            channel.into(),
+            thread_ts.into(),
+            prompts,
+        )
+        .with_title(title.to_string());
+        self.client
+            .open_session(&self.token)
+            .assistant_threads_set_suggested_prompts(&request)
+            .await
+            .context("assistant.threads.setSuggestedPrompts failed")?;
+        Ok(())
+    }
+}
+
+/// Slack user groups as the directory for agent access lists
+/// (`usergroups.users.list`, scope `usergroups:read`).
+#[async_trait::async_trait]
+impl crate::agent::access::GroupDirectory for SlackApi {
+    async fn members(&self, group: &str) -> Result<std::collections::HashSet<String>> {
+        let request = SlackApiUserGroupsUsersListRequest::new(group.into());
+        let response = self
+            .client
+            .open_session(&self.token)
+            .usergroups_users_list(&request)
+            .await
+            .with_context(|| format!("usergroups.users.list failed for the user group {group}"))?;
+        Ok(response
+            .users
+            .into_iter()
+            .map(|user| user.to_string())
+            .collect())
     }
 }

@@ -16,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::blocks::{FEEDBACK_DOWN, FEEDBACK_UP};
 use super::client::SlackApi;
 use super::events::{BotIdentity, IncomingMessage, Verdict, classify};
-use super::reply::post_answer;
+use super::reply::{Footer, post_answer};
 use super::text::decode_incoming;
 use crate::app::{App, Question};
 use crate::store::dedupe;
-use crate::store::invocations::{self, Source};
+use crate::store::feedback::{self, Vote, VoteChange};
+use crate::store::invocations::{self, Source, Status};
 
 /// Where an answer in progress is going, so shutdown can tell its asker.
 #[derive(Debug, Clone)]
@@ -88,7 +90,7 @@ impl Bot {
                     );
                     if let Err(error) = self
                         .api
-                        .post_in_thread(&flight.channel, &flight.thread_ts, &text)
+                        .post_in_thread(&flight.channel, &flight.thread_ts, &text, Vec::new())
                         .await
                     {
                         warn!(invocation_id, error = %format!("{error:#}"), "could not tell the asker about the interruption");
@@ -150,6 +152,13 @@ pub async fn on_push_event(
 
     let event_id = event.event_id.to_string();
     let team_id = event.team_id.to_string();
+    if let SlackEventCallbackBody::AssistantThreadStarted(started) = &event.event {
+        let worker = bot.clone();
+        let thread = started.assistant_thread.clone();
+        bot.tasks
+            .spawn(async move { suggest_prompts(&worker, thread).await });
+        return Ok(());
+    }
     match classify(&body, Some(&event_id), Some(&team_id), &bot.identity) {
         Verdict::Question(message) => {
             let span = info_span!(
@@ -194,7 +203,7 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
         Err(error) => {
             error!(error = %format!("{error:#}"), "could not check for duplicate delivery; not answering");
             let text = "I can't reach my database right now, so I can't answer. Please try again in a few minutes.";
-            post_or_log(bot, &message, text).await;
+            post_or_log(bot, &message, text, None).await;
             return;
         }
     }
@@ -230,68 +239,208 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
         // Shutdown already marked this answer interrupted and said so.
         return;
     }
-    let text = match result {
-        Ok(answer) => answer.answer,
+    match result {
+        Ok(answer) => {
+            let footer = (answer.status != Status::Refused).then(|| Footer {
+                agent_title: answer.agent_title.clone(),
+                invocation_id: answer.invocation_id.clone(),
+                with_feedback: answer.status == Status::Completed,
+            });
+            post_or_log(bot, &message, &answer.answer, footer.as_ref()).await;
+        }
         Err(error) => {
             error!(error = %format!("{error:#}"), "question failed before it could be answered");
-            format!(
+            let text = format!(
                 "Sorry, something went wrong while answering. An administrator can look up \
                  invocation {invocation_id}."
-            )
+            );
+            post_or_log(bot, &message, &text, None).await;
         }
-    };
-    post_or_log(bot, &message, &text).await;
+    }
 }
 
-async fn post_or_log(bot: &Bot, message: &IncomingMessage, markdown: &str) {
+async fn post_or_log(
+    bot: &Bot,
+    message: &IncomingMessage,
+    markdown: &str,
+    footer: Option<&Footer>,
+) {
     let max_chars = bot.app.settings.slack.max_message_chars;
-    if let Err(error) = post_answer(
+    let posted = post_answer(
         &bot.api,
         &message.channel,
         message.reply_thread_ts(),
         markdown,
         max_chars,
+        footer,
     )
-    .await
-    {
+    .await;
+    if let Err(error) = posted {
         error!(error = %format!("{error:#}"), "could not post the answer to Slack");
     }
 }
 
-/// Acks interactive envelopes; buttons are not part of the bot yet.
+/// Handles button clicks: acks at once and records feedback in a spawned
+/// task, like every other piece of work.
 pub async fn on_interaction(
     event: SlackInteractionEvent,
     _client: Arc<SlackHyperClient>,
-    _states: SlackClientEventsUserState,
+    states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
-    let kind = serde_json::to_value(&event)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("type")
-                .and_then(|kind| kind.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    debug!(interaction = %kind, "interactive event acknowledged; no handler for it");
+    let SlackInteractionEvent::BlockActions(click) = event else {
+        debug!("interactive event acknowledged; no handler for its type");
+        return Ok(());
+    };
+    let Some(bot) = bot_from(&states).await else {
+        error!("the Slack listener has no bot state; click dropped");
+        return Ok(());
+    };
+    let Some(user) = click.user.as_ref().map(|user| user.id.to_string()) else {
+        warn!("button click without a user; dropped");
+        return Ok(());
+    };
+    let channel = match &click.container {
+        SlackInteractionActionContainer::Message(container) => container
+            .channel_id
+            .as_ref()
+            .map(|channel| channel.to_string()),
+        _ => click.channel.as_ref().map(|channel| channel.id.to_string()),
+    };
+    for action in click.actions.iter().flatten() {
+        let vote = match action.action_id.to_string().as_str() {
+            FEEDBACK_UP => Vote::Up,
+            FEEDBACK_DOWN => Vote::Down,
+            other => {
+                debug!(
+                    action_id = other,
+                    "click on an unknown button; acknowledged"
+                );
+                continue;
+            }
+        };
+        let Some(invocation_id) = action.value.clone() else {
+            warn!("feedback click without an invocation id; dropped");
+            continue;
+        };
+        let worker = bot.clone();
+        let user = user.clone();
+        let channel = channel.clone();
+        let span = info_span!("feedback", invocation_id = %invocation_id, user = %user);
+        bot.tasks.spawn(
+            async move {
+                record_feedback(&worker, &invocation_id, &user, channel.as_deref(), vote).await
+            }
+            .instrument(span),
+        );
+    }
     Ok(())
 }
 
-/// Answers slash commands with how to ask a question.
+async fn record_feedback(
+    bot: &Bot,
+    invocation_id: &str,
+    user: &str,
+    channel: Option<&str>,
+    vote: Vote,
+) {
+    let app = &bot.app;
+    let change =
+        match feedback::record_vote(&app.store, &app.clock, invocation_id, user, vote).await {
+            Ok(change) => change,
+            Err(error) => {
+                error!(error = %format!("{error:#}"), "could not record feedback");
+                return;
+            }
+        };
+    info!(vote = ?vote, change = ?change, "feedback recorded");
+    let text = match (change, vote) {
+        (VoteChange::Same, _) => "You already gave this answer that rating.",
+        (_, Vote::Up) => "Thanks, your :+1: is recorded.",
+        (_, Vote::Down) => "Thanks, your :-1: is recorded. It helps us improve the answers.",
+    };
+    if let Some(channel) = channel
+        && let Err(error) = bot.api.post_ephemeral(channel, user, None, text).await
+    {
+        warn!(error = %format!("{error:#}"), "could not confirm the feedback");
+    }
+}
+
+/// Shows the conversation starters of the agent for a new assistant
+/// thread: the agent of the channel the user is looking at, or the default.
+async fn suggest_prompts(bot: &Bot, thread: SlackAssistantThread) {
+    let value = serde_json::to_value(&thread).unwrap_or_default();
+    let field = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(|field| field.as_str())
+            .map(str::to_string)
+    };
+    let (Some(channel), Some(thread_ts)) = (field("/channel_id"), field("/thread_ts")) else {
+        warn!("assistant thread without a channel or thread; no prompts shown");
+        return;
+    };
+    let context_channel = field("/context/channel_id");
+    let agents = &bot.app.agents;
+    let agent = context_channel
+        .as_deref()
+        .and_then(|channel| agents.channel_default(channel))
+        .unwrap_or_else(|| agents.default.clone());
+    if agent.conversation_starters.is_empty() {
+        return;
+    }
+    if let Some(user) = field("/user_id") {
+        match bot
+            .app
+            .access
+            .may_use(&agent, &user, context_channel.as_deref())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "could not check access for suggested prompts");
+                return;
+            }
+        }
+    }
+    let title = format!("Ask {}", agent.title);
+    if let Err(error) = bot
+        .api
+        .set_suggested_prompts(&channel, &thread_ts, &title, &agent.conversation_starters)
+        .await
+    {
+        warn!(error = %format!("{error:#}"), "could not show suggested prompts");
+    }
+}
+
+/// Answers `/agentdesk help`, `/agentdesk agents` and `/agentdesk usage`
+/// in the ack itself, which Slack shows to the user only.
 pub async fn on_command(
     event: SlackCommandEvent,
     _client: Arc<SlackHyperClient>,
-    _states: SlackClientEventsUserState,
+    states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackCommandEventResponse> {
-    debug!(command = %event.command, "slash command received");
-    Ok(SlackCommandEventResponse::new(
-        SlackMessageContent::new().with_text(
-            "Mention me in a channel or send me a direct message with your question about the \
-         software catalog."
-                .to_string(),
-        ),
-    ))
+    let reply = match bot_from(&states).await {
+        Some(bot) => {
+            let work = super::commands::reply(&bot, &event);
+            match tokio::time::timeout(COMMAND_DEADLINE, work).await {
+                Ok(text) => text,
+                Err(_) => {
+                    warn!(command = %event.command, "slash command took too long; answered with a retry hint");
+                    "That took too long; please try again in a moment.".to_string()
+                }
+            }
+        }
+        None => "agentdesk is starting up; please try again in a moment.".to_string(),
+    };
+    Ok(
+        SlackCommandEventResponse::new(SlackMessageContent::new().with_text(reply))
+            .with_response_type(SlackMessageResponseType::Ephemeral),
+    )
 }
+
+/// Slack drops a slash command whose ack takes over 3 seconds.
+const COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2_500);
 
 /// Logs each new Socket Mode connection. Generic because slack-morphism
 /// does not export its hello event type; it is read through serde.

@@ -10,7 +10,9 @@
 //! - [`client`] and [`reply`]: Web API calls and posting answers.
 //! - [`serve`]: `agentdesk serve`, start-up and shutdown.
 
+pub mod blocks;
 pub mod client;
+pub mod commands;
 pub mod events;
 pub mod listener;
 pub mod mrkdwn;

@@ -22,6 +22,7 @@ use super::client::{SlackApi, build_client};
 use super::listener::{
     Bot, on_command, on_hello, on_interaction, on_listener_error, on_push_event,
 };
+use crate::agent::access::AccessControl;
 use crate::app::App;
 use crate::store::{dedupe, invocations};
 
@@ -35,7 +36,8 @@ pub async fn run(app: App) -> Result<()> {
 
 /// Runs until `shutdown` completes; tests pass their own future.
 pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let slack = &app.settings.slack;
+    let settings = app.settings.clone();
+    let slack = &settings.slack;
     let bot_token = slack.bot_token.clone().context(
         "SLACK_BOT_TOKEN is not set: create the Slack app from manifest.yml, install it to the \
          workspace, and put its bot token (xoxb-...) in .env",
@@ -59,6 +61,7 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
     info!(bot_user = %identity.user_id, team = ?identity.team_id, "connected to the Slack Web API");
 
     interrupt_crash_leftovers(&app).await;
+    let app = app.with_access(AccessControl::with_directory(Box::new(api.clone())));
     let bot = Arc::new(Bot::new(app.clone(), api, identity));
     let maintenance = CancellationToken::new();
     tokio::spawn(run_maintenance(app.clone(), maintenance.clone()));

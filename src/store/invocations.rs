@@ -207,6 +207,17 @@ const SELECT_COLUMNS: &str = "SELECT id, source, agent, team_id, channel_id, thr
      message_ts, user_id, prompt, answer, status, error, backend, model, tokens_in, tokens_out, \
      tool_calls_json, started_at, finished_at FROM invocations";
 
+/// Records why an invocation was refused.
+pub async fn record_refusal(store: &Store, id: &str, reason: &str) -> Result<()> {
+    sqlx::query("UPDATE invocations SET refusal = $1 WHERE id = $2")
+        .bind(reason.to_string())
+        .bind(id.to_string())
+        .execute(store.pool())
+        .await
+        .context("could not record why the invocation was refused")?;
+    Ok(())
+}
+
 /// Loads one invocation by id.
 pub async fn get(store: &Store, id: &str) -> Result<Option<Invocation>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
 ];
 
+/// Number of migrations embedded in this build.
+pub fn count() -> usize {
+    MIGRATIONS.len()
+}
+
 pub(super) async fn run(store: &Store) -> Result<()> {
     let migrations = MIGRATIONS
         .iter()

@@ -9,8 +9,9 @@
 //! milliseconds since the Unix epoch and JSON documents are text.
 
 pub mod dedupe;
+pub mod feedback;
 pub mod invocations;
-mod migrations;
+pub mod migrations;
 
 use std::str::FromStr;
 use std::time::Duration;
