@@ -254,9 +254,33 @@ impl App {
             agent: &agent.id,
             workspace: question.team_id.as_deref().unwrap_or(UNKNOWN_WORKSPACE),
         };
-        if question.source == Source::Slack
-            && let Some((message, reason)) = self.refusal(&agent, &question, &key).await?
-        {
+        let refusal = match question.source {
+            Source::Slack => self.refusal(&agent, &question, &key).await,
+            _ => Ok(None),
+        };
+        let refusal = match refusal {
+            Ok(refusal) => refusal,
+            Err(error) => {
+                let chain = format!("{error:#}");
+                error!(error = %chain, "could not check access or limits");
+                let outcome = Outcome {
+                    status: Status::Failed,
+                    answer: None,
+                    error: Some(chain.clone()),
+                    usage: Usage::default(),
+                    tool_calls: Vec::new(),
+                };
+                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome).await?;
+                answer.status = Status::Failed;
+                answer.answer = format!(
+                    "Sorry, something went wrong while answering. An administrator can look up \
+                     invocation {invocation_id}."
+                );
+                answer.error = Some(chain);
+                return Ok(answer);
+            }
+        };
+        if let Some((message, reason)) = refusal {
             info!(reason = %reason, "question refused");
             let outcome = Outcome {
                 status: Status::Refused,

@@ -7,6 +7,7 @@ mod catalog_import;
 mod llm_clients;
 mod questions;
 mod search;
+mod slack_agents;
 mod slack_serve;
 mod slack_standin;
 mod slack_text;

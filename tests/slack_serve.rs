@@ -1,127 +1,17 @@
 //! The real `serve` loop against the stand-in Slack: which events get an
 //! answer, where it lands, and what is never answered.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use agentdesk::app::App;
-use agentdesk::clock::system_clock;
-use agentdesk::config::Settings;
-use agentdesk::slack::serve;
 use agentdesk::store::invocations::{self, Status};
 use agentdesk_standins::Reply;
 use agentdesk_standins::openai::OpenAiStandin;
-use agentdesk_standins::slack::{PostedMessage, SlackStandin, as_redelivery, with_fresh_ids};
+use agentdesk_standins::slack::{SlackStandin, as_redelivery, with_fresh_ids};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
+use crate::helpers::bot::{RunningBot, WAIT, block_text, sqlite_url, start_bot};
 use crate::helpers::slack_fixture;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A running bot: the stand-in Slack it talks to and its database.
-struct RunningBot {
-    slack: SlackStandin,
-    app: App,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl RunningBot {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("the serve task panicked")
-                .expect("serve failed");
-        }
-    }
-
-    /// Sends an envelope and waits for its ack.
-    async fn send(&self, envelope: Value) {
-        let envelope_id = envelope["envelope_id"]
-            .as_str()
-            .expect("envelope id")
-            .to_string();
-        self.slack
-            .send_envelope(envelope)
-            .await
-            .expect("envelope sent");
-        self.slack
-            .wait_for_ack(&envelope_id, WAIT)
-            .await
-            .expect("envelope acked");
-    }
-
-    /// Sends a plain DM question that is always answered, and waits for
-    /// `expected_posts` posts in all; used to prove earlier events were
-    /// dropped rather than still pending.
-    async fn barrier(&self, expected_posts: usize) -> Vec<PostedMessage> {
-        self.send(with_fresh_ids(&slack_fixture("message_im_envelope.json")))
-            .await;
-        let posts = self
-            .slack
-            .wait_for_posts(expected_posts, WAIT)
-            .await
-            .expect("posts arrive");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let settled = self.slack.posts();
-        assert_eq!(
-            settled.len(),
-            expected_posts,
-            "unexpected extra posts: {settled:#?}"
-        );
-        posts
-    }
-}
-
-/// Settings for a bot on `database` talking to `slack`, plus overrides.
-fn settings(slack: &SlackStandin, database: &str, extra: &[(&str, &str)]) -> Settings {
-    let mut vars: HashMap<String, String> = HashMap::new();
-    vars.insert("DATABASE_URL".into(), database.into());
-    vars.insert("SLACK_BOT_TOKEN".into(), SlackStandin::BOT_TOKEN.into());
-    vars.insert("SLACK_APP_TOKEN".into(), SlackStandin::APP_TOKEN.into());
-    vars.insert("SLACK_API_URL".into(), slack.api_url());
-    vars.insert("AGENTDESK_SOCKET_CONNECTIONS".into(), "1".into());
-    vars.insert("AGENTDESK_SOCKET_STAGGER_SECS".into(), "0".into());
-    vars.insert("AGENTDESK_SOCKET_RECONNECT_SECS".into(), "1".into());
-    vars.insert("AGENTDESK_SHUTDOWN_GRACE_SECS".into(), "5".into());
-    for (name, value) in extra {
-        vars.insert((*name).into(), (*value).into());
-    }
-    Settings::from_map(&vars).expect("valid test settings")
-}
-
-async fn start_bot(slack: SlackStandin, database: &str, extra: &[(&str, &str)]) -> RunningBot {
-    let app = App::start(settings(&slack, database, extra), system_clock())
-        .await
-        .expect("app starts");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve::run_until(app.clone(), async move {
-        let _ = stopped.await;
-    }));
-    slack
-        .wait_for_sockets(1, WAIT)
-        .await
-        .expect("the bot opens a socket");
-    RunningBot {
-        slack,
-        app,
-        stop: Some(stop),
-        task: Some(task),
-    }
-}
-
-fn sqlite_url(directory: &TempDir) -> String {
-    format!(
-        "sqlite://{}",
-        directory.path().join("agentdesk.db").display()
-    )
-}
 
 async fn offline_bot() -> (RunningBot, TempDir) {
     let directory = TempDir::new().expect("temp dir");
@@ -139,6 +29,11 @@ async fn mention_gets_one_reply_in_its_thread() {
     assert_eq!(posts[0].method, "chat.postMessage");
     assert_eq!(posts[0].channel, "C0CHAN0001");
     assert_eq!(posts[0].thread_ts.as_deref(), Some("1717171000.000100"));
+    let blocks = block_text(&posts[0]);
+    assert!(
+        blocks.contains("Answered by *Catalog assistant*"),
+        "the reply names the agent: {blocks}"
+    );
 
     let invocations = invocations::recent(&bot.app.store, 10)
         .await

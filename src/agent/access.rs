@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 use async_trait::async_trait;
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::Agent;
 
@@ -61,8 +62,13 @@ impl AccessControl {
             return Ok(true);
         }
         for group in &access.user_groups {
-            if self.group_members(group).await?.contains(user) {
-                return Ok(true);
+            match self.group_members(group).await {
+                Ok(members) if members.contains(user) => return Ok(true),
+                Ok(_) => {}
+                // Fail closed: a group that cannot be read admits nobody.
+                Err(error) => {
+                    warn!(group = %group, error = %format!("{error:#}"), "could not read a user group's members; treating the user as not a member")
+                }
             }
         }
         Ok(false)

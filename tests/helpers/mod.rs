@@ -1,5 +1,7 @@
 //! Helpers shared by the test modules: fixtures, throwaway databases, the
-//! `agentdesk` binary and the Slack client for stand-ins.
+//! `agentdesk` binary, the Slack client for stand-ins, and a running bot.
+
+pub mod bot;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,496 @@
+//! Agents from an agents file, through the stand-in Slack: routing, access,
+//! tool allow-lists, data scope, the slash command and suggested prompts.
+
+use std::path::PathBuf;
+
+use agentdesk::store::invocations::{self, Status};
+use agentdesk_standins::Reply;
+use agentdesk_standins::openai::OpenAiStandin;
+use agentdesk_standins::slack::{PostedMessage, SlackStandin, with_fresh_ids};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::bot::{RunningBot, WAIT, block_text, sqlite_url, start_bot};
+use crate::helpers::slack_fixture;
+
+/// Three agents: an explorer for services (the default), an incident agent
+/// that only U0BOB00002 and the S0ONCALL group may use, and a triage agent
+/// limited to search_entities over services.
+const AGENTS: &str = r#"
+default_agent: explorer
+agents:
+  - id: explorer
+    title: Service Explorer
+    description: Owners, dependencies, lifecycle and tier of services.
+    conversation_starters: ["Who owns the payments service?", "What does checkout depend on?"]
+  - id: incidents
+    title: Incident Manager
+    description: Open incidents, outages and on-call pages.
+    access:
+      users: [U0BOB00002]
+      user_groups: [S0ONCALL]
+  - id: triage
+    title: Request Triage
+    description: Routes requests to the right team and its Slack channel.
+    allowed_tools: ["search_entities"]
+    data_scope: [service]
+"#;
+
+struct Setup {
+    bot: RunningBot,
+    model: Option<OpenAiStandin>,
+    _directory: TempDir,
+}
+
+/// Starts a bot with `agents` as its agents file; with `use_model`, the
+/// OpenAI stand-in is the backend.
+async fn setup(agents: &str, use_model: bool) -> Setup {
+    let directory = TempDir::new().expect("temp dir");
+    let agents_path: PathBuf = directory.path().join("agentdesk.yaml");
+    std::fs::write(&agents_path, agents).expect("agents file written");
+    let agents_path = agents_path.display().to_string();
+
+    let model = if use_model {
+        Some(OpenAiStandin::start().await.expect("model stand-in starts"))
+    } else {
+        None
+    };
+    let base_url = model
+        .as_ref()
+        .map(|model| model.base_url())
+        .unwrap_or_default();
+    let mut extra: Vec<(&str, &str)> = vec![("AGENTDESK_CONFIG", agents_path.as_str())];
+    if use_model {
+        extra.push(("AGENTDESK_BACKEND", "openai"));
+        extra.push(("OPENAI_BASE_URL", base_url.as_str()));
+    }
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let bot = start_bot(slack, &sqlite_url(&directory), &extra).await;
+    Setup {
+        bot,
+        model,
+        _directory: directory,
+    }
+}
+
+/// The mention fixture with other text, user or channel.
+fn mention(text: &str, user: &str, channel: &str) -> Value {
+    let mut envelope = with_fresh_ids(&slack_fixture("app_mention_envelope.json"));
+    let event = &mut envelope["payload"]["event"];
+    event["text"] = json!(format!("<@U0BOT00001> {text}"));
+    event["user"] = json!(user);
+    event["channel"] = json!(channel);
+    envelope
+}
+
+async fn ask(setup: &Setup, envelope: Value) -> PostedMessage {
+    let before = setup.bot.slack.posts().len();
+    setup.bot.send(envelope).await;
+    let posts = setup
+        .bot
+        .slack
+        .wait_for_posts(before + 1, WAIT)
+        .await
+        .expect("a reply");
+    posts[before].clone()
+}
+
+async fn latest_invocation(setup: &Setup) -> invocations::Invocation {
+    invocations::recent(&setup.bot.app.store, 1)
+        .await
+        .expect("invocations")
+        .into_iter()
+        .next()
+        .expect("an invocation")
+}
+
+#[tokio::test]
+async fn nickname_routes_to_its_agent() {
+    let setup = setup(AGENTS, false).await;
+    let reply = ask(
+        &setup,
+        mention("triage who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert!(
+        block_text(&reply).contains("Answered by *Request Triage*"),
+        "{}",
+        block_text(&reply)
+    );
+    let invocation = latest_invocation(&setup).await;
+    assert_eq!(invocation.agent, "triage");
+    assert_eq!(
+        invocation.prompt, "who owns payments?",
+        "the nickname is not part of the question"
+    );
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn channel_default_routes_to_its_agent() {
+    let agents = format!("channels:\n  C0TRIAGE01: triage\n{AGENTS}");
+    let setup = setup(&agents, false).await;
+    let reply = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0TRIAGE01"),
+    )
+    .await;
+    assert!(block_text(&reply).contains("Answered by *Request Triage*"));
+    assert_eq!(latest_invocation(&setup).await.agent, "triage");
+
+    let elsewhere = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert!(block_text(&elsewhere).contains("Answered by *Service Explorer*"));
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn description_routes_to_the_best_agent() {
+    let setup = setup(AGENTS, false).await;
+    let reply = ask(
+        &setup,
+        mention(
+            "which team should I route this request to?",
+            "U0ALICE001",
+            "C0CHAN0001",
+        ),
+    )
+    .await;
+    assert!(
+        block_text(&reply).contains("Answered by *Request Triage*"),
+        "{}",
+        block_text(&reply)
+    );
+
+    let default = ask(&setup, mention("hello there", "U0ALICE001", "C0CHAN0001")).await;
+    assert!(
+        block_text(&default).contains("Answered by *Service Explorer*"),
+        "no match goes to the default agent"
+    );
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn forbidden_user_is_refused_and_recorded() {
+    let setup = setup(AGENTS, false).await;
+    let reply = ask(
+        &setup,
+        mention(
+            "incidents which incidents are open?",
+            "U0ALICE001",
+            "C0CHAN0001",
+        ),
+    )
+    .await;
+    let text = reply.text.clone().unwrap_or_default();
+    assert!(
+        text.contains("don't have access") && text.contains("Incident Manager"),
+        "{text}"
+    );
+    assert!(
+        !block_text(&reply).contains("Answered by"),
+        "a refusal is not an answer"
+    );
+
+    let invocation = latest_invocation(&setup).await;
+    assert_eq!(invocation.status, Status::Refused);
+    assert_eq!(invocation.agent, "incidents");
+    assert_eq!(invocation.user_id.as_deref(), Some("U0ALICE001"));
+
+    let allowed = ask(
+        &setup,
+        mention(
+            "incidents which incidents are open?",
+            "U0BOB00002",
+            "C0CHAN0001",
+        ),
+    )
+    .await;
+    assert!(block_text(&allowed).contains("Answered by *Incident Manager*"));
+    setup.bot.stop().await;
+}
+
+#[cfg(any())]
+#[tokio::test]
+async fn user_group_grants_access() {
+    let setup = setup(AGENTS, false).await;
+    setup.bot.slack.set_usergroup("S0ONCALL", &["U0ALICE001"]);
+    let reply = ask(
+        &setup,
+        mention(
+            "incidents which incidents are open?",
+            "U0ALICE001",
+            "C0CHAN0001",
+        ),
+    )
+    .await;
+    assert!(
+        block_text(&reply).contains("Answered by *Incident Manager*"),
+        "{:?}",
+        reply.text
+    );
+    let lookups = setup
+        .bot
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|call| call.method == "usergroups.users.list")
+        .count();
+    assert_eq!(lookups, 1);
+
+    // A second question reads the group from the cache.
+    ask(
+        &setup,
+        mention("incidents anything on fire?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let lookups = setup
+        .bot
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|call| call.method == "usergroups.users.list")
+        .count();
+    assert_eq!(lookups, 1, "group members are cached");
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn channel_grants_access() {
+    let agents = AGENTS.replace("user_groups: [S0ONCALL]", "channels: [C0ONCALL01]");
+    let setup = setup(&agents, false).await;
+    let in_channel = ask(
+        &setup,
+        mention(
+            "incidents which incidents are open?",
+            "U0ALICE001",
+            "C0ONCALL01",
+        ),
+    )
+    .await;
+    assert!(block_text(&in_channel).contains("Answered by *Incident Manager*"));
+
+    let elsewhere = ask(
+        &setup,
+        mention(
+            "incidents which incidents are open?",
+            "U0ALICE001",
+            "C0CHAN0001",
+        ),
+    )
+    .await;
+    assert!(
+        elsewhere
+            .text
+            .unwrap_or_default()
+            .contains("don't have access")
+    );
+    setup.bot.stop().await;
+}
+
+fn slash_command(text: &str) -> Value {
+    let mut envelope = slack_fixture("slash_command_envelope.json");
+    envelope["envelope_id"] = json!(uuid_like(text));
+    envelope["payload"]["text"] = json!(text);
+    envelope
+}
+
+fn uuid_like(seed: &str) -> String {
+    let mut hex = String::new();
+    for byte in seed.bytes().chain(std::iter::repeat(b'0')).take(16) {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn ack_text(ack: &agentdesk_standins::slack::Ack) -> String {
+    ack.payload
+        .as_ref()
+        .and_then(|payload| payload["text"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(any())]
+#[tokio::test]
+async fn slash_command_help_agents_and_usage() {
+    let agents = format!("limits:\n  requests_per_minute_per_user: 5\n{AGENTS}");
+    let setup = setup(&agents, false).await;
+
+    let help = setup.bot.send(slash_command("help")).await;
+    let text = ack_text(&help);
+    assert!(
+        text.contains("Who owns the payments service?"),
+        "help lists starters: {text}"
+    );
+    assert_eq!(
+        help.payload
+            .as_ref()
+            .and_then(|payload| payload["response_type"].as_str()),
+        Some("ephemeral")
+    );
+
+    let agents = setup.bot.send(slash_command("agents")).await;
+    let text = ack_text(&agents);
+    assert!(
+        text.contains("Service Explorer") && text.contains("Request Triage"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Incident Manager"),
+        "alice may not use the incident agent: {text}"
+    );
+
+    let usage = setup.bot.send(slash_command("usage")).await;
+    let text = ack_text(&usage);
+    assert!(
+        text.contains('5'),
+        "usage shows the per-minute limit: {text}"
+    );
+
+    let unknown = setup.bot.send(slash_command("frobnicate")).await;
+    assert!(ack_text(&unknown).contains("frobnicate"));
+    setup.bot.stop().await;
+}
+
+/// The names of the tools offered in a recorded OpenAI request.
+fn offered_tools(request: &Value) -> Vec<String> {
+    request["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|tool| tool["function"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The tool results sent back in a recorded OpenAI request.
+fn tool_results(request: &Value) -> Vec<String> {
+    request["messages"]
+        .as_array()
+        .map(|messages| {
+            messages
+                .iter()
+                .filter(|message| message["role"] == "tool")
+                .filter_map(|message| message["content"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn tool_outside_allow_list_is_never_run() {
+    let setup = setup(AGENTS, true).await;
+    let model = setup.model.as_ref().expect("model");
+    model.push(Reply::ToolCalls(vec![(
+        "count_entities".into(),
+        "{}".into(),
+    )]));
+    model.push(Reply::Text("I cannot count here.".into()));
+
+    ask(
+        &setup,
+        mention(
+            "triage how many services are there?",
+            "U0ALICE001",
+            "C0CHAN0001",
+        ),
+    )
+    .await;
+    let requests = model.requests();
+    assert_eq!(
+        offered_tools(&requests[0]),
+        vec!["search_entities".to_string()]
+    );
+    let results = tool_results(&requests[1]);
+    assert_eq!(results.len(), 1);
+    assert!(results[0].contains("unknown tool"), "{}", results[0]);
+    assert!(
+        !results[0].contains("total"),
+        "the count never ran: {}",
+        results[0]
+    );
+
+    let invocation = latest_invocation(&setup).await;
+    assert_eq!(invocation.tool_calls.len(), 1);
+    assert!(invocation.tool_calls[0].error.is_some());
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn entity_outside_data_scope_is_invisible() {
+    let agents = AGENTS.replace(
+        r#"allowed_tools: ["search_entities"]"#,
+        r#"allowed_tools: ["search_entities", "get_entity"]"#,
+    );
+    let setup = setup(&agents, true).await;
+    let model = setup.model.as_ref().expect("model");
+    model.push(Reply::ToolCalls(vec![
+        ("get_entity".into(), r#"{"entity": "_team:billing"}"#.into()),
+        ("search_entities".into(), r#"{"query": "billing"}"#.into()),
+        (
+            "get_entity".into(),
+            r#"{"entity": "service:payments"}"#.into(),
+        ),
+    ]));
+    model.push(Reply::Text("done".into()));
+
+    ask(
+        &setup,
+        mention("triage who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let results = tool_results(&model.requests()[1]);
+    assert_eq!(results.len(), 3);
+    assert!(
+        results[0].contains("error"),
+        "the team is not found: {}",
+        results[0]
+    );
+    assert!(
+        !results[1].contains("_team:"),
+        "search returns only services: {}",
+        results[1]
+    );
+    assert!(results[2].contains("service:payments"), "{}", results[2]);
+    assert!(
+        !results[2].contains("_team:billing"),
+        "the owner outside the scope is hidden: {}",
+        results[2]
+    );
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn assistant_thread_shows_conversation_starters() {
+    let setup = setup(AGENTS, false).await;
+    setup
+        .bot
+        .send(slack_fixture("assistant_thread_started_envelope.json"))
+        .await;
+    let calls = setup
+        .bot
+        .slack
+        .wait_for_calls("assistant.threads.setSuggestedPrompts", 1, WAIT)
+        .await
+        .expect("suggested prompts are set");
+    let params = &calls[0].params;
+    assert_eq!(params["channel_id"], "D0DMALICE1");
+    assert_eq!(params["thread_ts"], "1729999327.187299");
+    let prompts = params["prompts"].as_array().expect("prompts");
+    assert_eq!(prompts.len(), 2);
+    assert_eq!(prompts[0]["message"], "Who owns the payments service?");
+    setup.bot.stop().await;
+}
