@@ -6,6 +6,7 @@ mod agent_loop;
 mod catalog_import;
 mod llm_clients;
 mod questions;
+mod redaction;
 mod search;
 mod slack_serve;
 mod slack_standin;
