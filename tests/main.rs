@@ -7,6 +7,7 @@ mod agents_file;
 mod catalog_import;
 mod llm_clients;
 mod questions;
+mod redaction;
 mod search;
 mod slack_agents;
 mod slack_serve;

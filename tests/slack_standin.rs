@@ -661,3 +661,86 @@ fn redelivery_keeps_the_event() {
     assert_eq!(retry["retry_attempt"], 2);
     assert_eq!(retry["retry_reason"], "timeout");
 }
+
+#[tokio::test]
+async fn slack_morphism_lists_usergroup_members() -> anyhow::Result<()> {
+    let standin = SlackStandin::start().await?;
+    standin.set_usergroup("S0ONCALL01", &["U0ALICE001", "U0BOB00002"]);
+    let client = slack_client(&standin.api_url());
+    let token = bot_token();
+    let session = client.open_session(&token);
+
+    let request =
+        SlackApiUserGroupsUsersListRequest::new("S0ONCALL01".into()).with_include_disabled(true);
+    let members = session.usergroups_users_list(&request).await?;
+    let unknown = session
+        .usergroups_users_list(&SlackApiUserGroupsUsersListRequest::new(
+            "S0MISSING1".into(),
+        ))
+        .await;
+
+    let member_ids: Vec<&str> = members.users.iter().map(|user| user.0.as_str()).collect();
+    assert_eq!(member_ids, ["U0ALICE001", "U0BOB00002"]);
+    match unknown {
+        Err(SlackClientError::ApiError(error)) => assert_eq!(error.code, "no_such_subteam"),
+        other => panic!("listing an unknown user group succeeded: {other:?}"),
+    }
+    let calls = standin.calls();
+    let methods: Vec<&str> = calls.iter().map(|call| call.method.as_str()).collect();
+    assert_eq!(methods, ["usergroups.users.list", "usergroups.users.list"]);
+    assert_eq!(calls[0].params["usergroup"], "S0ONCALL01");
+    assert_eq!(calls[0].params["include_disabled"], "true");
+    assert_eq!(calls[0].token.as_deref(), Some(SlackStandin::BOT_TOKEN));
+    Ok(())
+}
+
+#[tokio::test]
+async fn usergroup_members_come_from_form_and_json() -> anyhow::Result<()> {
+    let standin = SlackStandin::start().await?;
+    standin.set_usergroup("S0ONCALL01", &["U0ALICE001"]);
+    standin.set_usergroup("S0ONCALL01", &["U0BOB00002"]);
+    standin.set_usergroup("S0EMPTY001", &[]);
+
+    let from_form = post_form(
+        &standin,
+        "usergroups.users.list",
+        &[
+            ("token", SlackStandin::BOT_TOKEN),
+            ("usergroup", "S0ONCALL01"),
+        ],
+    )
+    .await;
+    let from_json: Value = http_client()
+        .post(format!("{}/usergroups.users.list", standin.api_url()))
+        .bearer_auth(SlackStandin::BOT_TOKEN)
+        .json(&json!({ "usergroup": "S0EMPTY001", "include_disabled": false }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let missing = post_form(
+        &standin,
+        "usergroups.users.list",
+        &[("token", SlackStandin::BOT_TOKEN)],
+    )
+    .await;
+    let app_token = post_form(
+        &standin,
+        "usergroups.users.list",
+        &[
+            ("token", SlackStandin::APP_TOKEN),
+            ("usergroup", "S0ONCALL01"),
+        ],
+    )
+    .await;
+
+    assert_eq!(from_form, json!({ "ok": true, "users": ["U0BOB00002"] }));
+    assert_eq!(from_json, json!({ "ok": true, "users": [] }));
+    assert_eq!(
+        missing,
+        json!({ "ok": false, "error": "invalid_arguments" })
+    );
+    assert_eq!(app_token["error"], "not_allowed_token_type");
+    assert_eq!(standin.calls().len(), 4);
+    Ok(())
+}

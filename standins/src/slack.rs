@@ -377,6 +377,17 @@ impl SlackStandin {
         self.shared.web_api().users.insert(id, user);
     }
 
+    /// Adds or replaces a user group, so `usergroups.users.list` returns
+    /// `users` for `id` (an ID such as `S0ONCALL01`). No group exists at
+    /// the start.
+    pub fn set_usergroup(&self, id: &str, users: &[&str]) {
+        let users = users.iter().map(|user| (*user).to_owned()).collect();
+        self.shared
+            .web_api()
+            .usergroups
+            .insert(id.to_owned(), users);
+    }
+
     /// Adds a message to a channel's history, so `conversations.replies`
     /// returns it and `chat.update` finds it. `chat.postMessage` adds the
     /// bot's own messages, so this is for user messages and for bot messages

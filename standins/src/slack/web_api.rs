@@ -36,6 +36,8 @@ pub(super) struct WebApiState {
     pub(super) posts: Vec<PostedMessage>,
     pub(super) faults: HashMap<String, VecDeque<Fault>>,
     pub(super) users: HashMap<String, Value>,
+    /// Member user IDs by user group ID, in the order they were set.
+    pub(super) usergroups: HashMap<String, Vec<String>>,
     /// Channel history by `(channel, ts)`.
     messages: HashMap<(String, String), Value>,
     /// Reply timestamps by `(channel, thread_ts)`. The set keeps them in
@@ -53,6 +55,7 @@ impl WebApiState {
             posts: Vec::new(),
             faults: HashMap::new(),
             users: default_users(),
+            usergroups: HashMap::new(),
             messages: HashMap::new(),
             threads: HashMap::new(),
             reactions: HashSet::new(),
@@ -188,6 +191,7 @@ fn find_method(method: &str) -> Option<Method> {
         "reactions.add" => reactions_add,
         "conversations.replies" => conversations_replies,
         "users.info" => users_info,
+        "usergroups.users.list" => usergroups_users_list,
         "assistant.threads.setStatus" => assistant_threads_set_status,
         "assistant.threads.setSuggestedPrompts" => assistant_threads_set_suggested_prompts,
         "assistant.threads.setTitle" => assistant_threads_set_title,
@@ -502,6 +506,17 @@ fn users_info(shared: &Shared, params: &Params) -> MethodResult {
     let user = shared.web_api().users.get(id).cloned();
     let user = user.ok_or("user_not_found")?;
     Ok(json!({ "user": user }))
+}
+
+/// Returns the members of a user group set with
+/// [`SlackStandin::set_usergroup`].
+// NOTE: no group here is disabled, so `include_disabled` is accepted and
+// changes nothing. `team_id` (for org-wide tokens) is ignored too.
+fn usergroups_users_list(shared: &Shared, params: &Params) -> MethodResult {
+    let id = text_param(params, "usergroup").ok_or("invalid_arguments")?;
+    let users = shared.web_api().usergroups.get(id).cloned();
+    let users = users.ok_or("no_such_subteam")?;
+    Ok(json!({ "users": users }))
 }
 
 fn assistant_threads_set_status(_shared: &Shared, params: &Params) -> MethodResult {
