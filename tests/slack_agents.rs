@@ -213,7 +213,6 @@ async fn forbidden_user_is_refused_and_recorded() {
     setup.bot.stop().await;
 }
 
-#[cfg(any())]
 #[tokio::test]
 async fn user_group_grants_access() {
     let setup = setup(AGENTS, false).await;
@@ -492,5 +491,36 @@ async fn assistant_thread_shows_conversation_starters() {
     let prompts = params["prompts"].as_array().expect("prompts");
     assert_eq!(prompts.len(), 2);
     assert_eq!(prompts[0]["message"], "Who owns the payments service?");
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn redaction_hides_secrets_from_model_and_store() {
+    let agents = format!("redaction:\n  emails: true\n{AGENTS}");
+    let setup = setup(&agents, true).await;
+    let model = setup.model.as_ref().expect("model");
+    model.push(Reply::Text("Noted.".into()));
+
+    // Assembled at run time so no token-shaped literal sits in the source.
+    let token = ["xoxb", "1234567890", "0987654321", "AbCdEfGhIjKlMnOpQrStUvWx"].join("-");
+    let question = format!("is {token} still valid? ask jane.doe@example.com");
+    ask(&setup, mention(&question, "U0ALICE001", "C0CHAN0001")).await;
+
+    let sent = model.requests()[0]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|message| message["role"] == "user")
+        .map(|message| message["content"].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!sent.contains(&token), "the token reached the model: {sent}");
+    assert!(!sent.contains("jane.doe@example.com"), "the e-mail reached the model: {sent}");
+    assert!(sent.contains("[redacted: Slack token]"), "{sent}");
+    assert!(sent.contains("[redacted: e-mail address]"), "{sent}");
+
+    let stored = latest_invocation(&setup).await;
+    assert!(!stored.prompt.contains(&token), "the token was stored: {}", stored.prompt);
+    assert!(!stored.prompt.contains("jane.doe@example.com"), "the e-mail was stored");
     setup.bot.stop().await;
 }
