@@ -5,6 +5,7 @@ mod helpers;
 mod agent_loop;
 mod agents_file;
 mod catalog_import;
+mod limits;
 mod llm_clients;
 mod questions;
 mod redaction;
