@@ -40,17 +40,26 @@ fn shipped_example_is_valid() {
     assert_eq!(file.default_agent, "explorer");
     let incidents = file.agent("incidents").expect("incidents agent");
     assert!(incidents.access.is_some());
-    assert!(incidents.data_scope.as_ref().is_some_and(|scope| scope.contains("incident")));
+    assert!(
+        incidents
+            .data_scope
+            .as_ref()
+            .is_some_and(|scope| scope.contains("incident"))
+    );
 }
 
 #[test]
 fn missing_explicit_file_is_an_error() {
     let directory = tempfile::TempDir::new().expect("temp dir");
     let missing = directory.path().join("nope.yaml");
-    let error = AgentsFile::load(Some(&missing), &tool_names()).expect_err("a missing explicit file fails");
+    let error =
+        AgentsFile::load(Some(&missing), &tool_names()).expect_err("a missing explicit file fails");
     let message = format!("{error:#}");
     assert!(message.contains("nope.yaml"), "{message}");
-    assert!(message.contains("AGENTDESK_CONFIG"), "the message says what to check: {message}");
+    assert!(
+        message.contains("AGENTDESK_CONFIG"),
+        "the message says what to check: {message}"
+    );
 }
 
 #[test]
@@ -63,7 +72,8 @@ fn built_in_configuration_has_the_default_agent() {
 
 #[test]
 fn unknown_field_names_line_and_agent() {
-    let lines = problems("agents:\n  - id: explorer\n    title: T\n    description: D\n    nick: e\n");
+    let lines =
+        problems("agents:\n  - id: explorer\n    title: T\n    description: D\n    nick: e\n");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("agentdesk.yaml:5:5:"), "{}", lines[0]);
     assert!(lines[0].contains("agent \"explorer\""), "{}", lines[0]);
@@ -93,7 +103,10 @@ agents:
 ";
     let lines = problems(text);
     let expect = |needle: &str| {
-        assert!(lines.iter().any(|line| line.contains(needle)), "no line contains {needle:?}:\n{lines:#?}");
+        assert!(
+            lines.iter().any(|line| line.contains(needle)),
+            "no line contains {needle:?}:\n{lines:#?}"
+        );
     };
     expect("agentdesk.yaml:1:16: field default_agent: no agent has the id \"nobody\"");
     expect("field channels: \"general\" is not a Slack channel id");
@@ -104,15 +117,23 @@ agents:
     expect("field access.users: \"alice\" is not a Slack user id");
     expect("agentdesk.yaml:13:9: agent \"explorer\", field id: another agent already uses this id");
     expect("field id: missing");
-    assert!(lines.iter().all(|line| line.starts_with("agentdesk.yaml:")), "every line has a location: {lines:#?}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("agentdesk.yaml:")),
+        "every line has a location: {lines:#?}"
+    );
 }
 
 #[test]
 fn long_system_prompt_is_rejected() {
     let prompt = "x".repeat(4_001);
-    let text = format!("agents:\n  - id: a\n    title: A\n    description: D\n    system_prompt: {prompt}\n");
+    let text = format!(
+        "agents:\n  - id: a\n    title: A\n    description: D\n    system_prompt: {prompt}\n"
+    );
     let lines = problems(&text);
-    assert!(lines[0].contains("field system_prompt: has 4001 characters; the limit is 4000"), "{lines:?}");
+    assert!(
+        lines[0].contains("field system_prompt: has 4001 characters; the limit is 4000"),
+        "{lines:?}"
+    );
     assert!(lines[0].starts_with("agentdesk.yaml:5:20:"), "{}", lines[0]);
 }
 
@@ -129,9 +150,24 @@ agents:
     conversation_starters: [one, two, three, four, five]
 ";
     let lines = problems(text);
-    assert!(lines.iter().any(|line| line.contains("retention.days: must be at least 1")), "{lines:?}");
-    assert!(lines.iter().any(|line| line.contains("requests_per_minute: must be at least 1")), "{lines:?}");
-    assert!(lines.iter().any(|line| line.contains("conversation_starters: has 5 entries")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("retention.days: must be at least 1")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("requests_per_minute: must be at least 1")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("conversation_starters: has 5 entries")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -141,28 +177,48 @@ fn allowed_tools_match_whole_names() {
     let agent = &file.agents[0];
     assert!(agent.allows_tool("search_entities", true));
     assert!(agent.allows_tool("get_entity", true));
-    assert!(!agent.allows_tool("get_entity_history", true), "patterns match the whole name");
+    assert!(
+        !agent.allows_tool("get_entity_history", true),
+        "patterns match the whole name"
+    );
     assert!(!agent.allows_tool("count_entities", true));
 
     let default = parse("agents:\n  - id: b\n    title: B\n    description: D\n").expect("valid");
     assert!(default.agents[0].allows_tool("count_entities", true));
-    assert!(!default.agents[0].allows_tool("deploy", false), "without allowed_tools only read-only tools");
+    assert!(
+        !default.agents[0].allows_tool("deploy", false),
+        "without allowed_tools only read-only tools"
+    );
 }
 
 #[test]
 fn config_check_command_reports_agents_and_errors() {
     let directory = tempfile::TempDir::new().expect("temp dir");
     let example = example_path();
-    let output = run_agentdesk(directory.path(), &[], &["config", "check", example.to_str().unwrap()]);
+    let output = run_agentdesk(
+        directory.path(),
+        &[],
+        &["config", "check", example.to_str().unwrap()],
+    );
     assert!(output.status.success(), "{}", describe_output(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("incidents (Incident Manager)"), "{stdout}");
-    assert!(stdout.contains("tools: search_entities, get_entity"), "the triage agent's tools: {stdout}");
+    assert!(
+        stdout.contains("tools: search_entities, get_entity"),
+        "the triage agent's tools: {stdout}"
+    );
 
     let broken = directory.path().join("broken.yaml");
     std::fs::write(&broken, "agents:\n  - id: a\n    title: A\n").expect("written");
-    let output = run_agentdesk(directory.path(), &[], &["config", "check", broken.to_str().unwrap()]);
+    let output = run_agentdesk(
+        directory.path(),
+        &[],
+        &["config", "check", broken.to_str().unwrap()],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("broken.yaml:2:5: agent \"a\", field description: missing"), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml:2:5: agent \"a\", field description: missing"),
+        "{stderr}"
+    );
 }

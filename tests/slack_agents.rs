@@ -320,7 +320,6 @@ fn ack_text(ack: &agentdesk_standins::slack::Ack) -> String {
         .to_string()
 }
 
-#[cfg(any())]
 #[tokio::test]
 async fn slash_command_help_agents_and_usage() {
     let agents = format!("limits:\n  requests_per_minute_per_user: 5\n{AGENTS}");
@@ -502,7 +501,13 @@ async fn redaction_hides_secrets_from_model_and_store() {
     model.push(Reply::Text("Noted.".into()));
 
     // Assembled at run time so no token-shaped literal sits in the source.
-    let token = ["xoxb", "1234567890", "0987654321", "AbCdEfGhIjKlMnOpQrStUvWx"].join("-");
+    let token = [
+        "xoxb",
+        "1234567890",
+        "0987654321",
+        "AbCdEfGhIjKlMnOpQrStUvWx",
+    ]
+    .join("-");
     let question = format!("is {token} still valid? ask jane.doe@example.com");
     ask(&setup, mention(&question, "U0ALICE001", "C0CHAN0001")).await;
 
@@ -514,13 +519,209 @@ async fn redaction_hides_secrets_from_model_and_store() {
         .map(|message| message["content"].as_str().unwrap_or_default().to_string())
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(!sent.contains(&token), "the token reached the model: {sent}");
-    assert!(!sent.contains("jane.doe@example.com"), "the e-mail reached the model: {sent}");
+    assert!(
+        !sent.contains(&token),
+        "the token reached the model: {sent}"
+    );
+    assert!(
+        !sent.contains("jane.doe@example.com"),
+        "the e-mail reached the model: {sent}"
+    );
     assert!(sent.contains("[redacted: Slack token]"), "{sent}");
     assert!(sent.contains("[redacted: e-mail address]"), "{sent}");
 
     let stored = latest_invocation(&setup).await;
-    assert!(!stored.prompt.contains(&token), "the token was stored: {}", stored.prompt);
-    assert!(!stored.prompt.contains("jane.doe@example.com"), "the e-mail was stored");
+    assert!(
+        !stored.prompt.contains(&token),
+        "the token was stored: {}",
+        stored.prompt
+    );
+    assert!(
+        !stored.prompt.contains("jane.doe@example.com"),
+        "the e-mail was stored"
+    );
+    setup.bot.stop().await;
+}
+
+/// A bot on a manual clock with limits, and the clock.
+async fn limited_setup(limits: &str) -> (Setup, std::sync::Arc<agentdesk::clock::ManualClock>) {
+    use agentdesk::clock::{Clock, ManualClock, SystemClock};
+
+    let directory = TempDir::new().expect("temp dir");
+    let agents_path = directory.path().join("agentdesk.yaml");
+    std::fs::write(&agents_path, format!("limits:\n{limits}\n{AGENTS}"))
+        .expect("agents file written");
+    let agents_path = agents_path.display().to_string();
+
+    // Start just after a minute boundary so a test's requests share a window.
+    let now = SystemClock.now_millis();
+    let clock = std::sync::Arc::new(ManualClock::new(now - now % 60_000 + 1_000));
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let bot = crate::helpers::bot::start_bot_with_clock(
+        slack,
+        &sqlite_url(&directory),
+        &[("AGENTDESK_CONFIG", agents_path.as_str())],
+        clock.clone(),
+    )
+    .await;
+    (
+        Setup {
+            bot,
+            model: None,
+            _directory: directory,
+        },
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn user_request_limit_refuses_then_resets() {
+    let (setup, clock) = limited_setup("  requests_per_minute_per_user: 2").await;
+    for _ in 0..2 {
+        let reply = ask(
+            &setup,
+            mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+        )
+        .await;
+        assert!(block_text(&reply).contains("Answered by"));
+    }
+    let refused = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let text = refused.text.clone().unwrap_or_default();
+    assert!(
+        text.contains("2 requests per minute"),
+        "the reply names the limit: {text}"
+    );
+    assert!(
+        text.contains("resets at"),
+        "the reply says when it resets: {text}"
+    );
+    let invocation = latest_invocation(&setup).await;
+    assert_eq!(invocation.status, Status::Refused);
+
+    // Another user is not affected.
+    let other = ask(
+        &setup,
+        mention("who owns payments?", "U0BOB00002", "C0CHAN0001"),
+    )
+    .await;
+    assert!(block_text(&other).contains("Answered by"));
+
+    clock.advance(std::time::Duration::from_secs(60));
+    let again = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert!(
+        block_text(&again).contains("Answered by"),
+        "the limit reset: {:?}",
+        again.text
+    );
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn agent_request_limit_refuses_then_resets() {
+    let (setup, clock) = limited_setup("  requests_per_minute_per_agent: 2").await;
+    ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    ask(
+        &setup,
+        mention("who owns payments?", "U0BOB00002", "C0CHAN0001"),
+    )
+    .await;
+    let refused = ask(
+        &setup,
+        mention("who owns payments?", "U0CAROL003", "C0CHAN0001"),
+    )
+    .await;
+    let text = refused.text.clone().unwrap_or_default();
+    assert!(
+        text.contains("agent") && text.contains("2 requests per minute"),
+        "{text}"
+    );
+
+    // Another agent has its own window.
+    let triage = ask(
+        &setup,
+        mention("triage who owns payments?", "U0CAROL003", "C0CHAN0001"),
+    )
+    .await;
+    assert!(block_text(&triage).contains("Answered by *Request Triage*"));
+
+    clock.advance(std::time::Duration::from_secs(60));
+    let again = ask(
+        &setup,
+        mention("who owns payments?", "U0CAROL003", "C0CHAN0001"),
+    )
+    .await;
+    assert!(block_text(&again).contains("Answered by *Service Explorer*"));
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn token_budget_is_exhausted_until_next_utc_day() {
+    let (setup, clock) =
+        limited_setup("  daily_tokens_per_user: 50\n  daily_tokens_per_workspace: 100000").await;
+    let first = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert!(block_text(&first).contains("Answered by"));
+    let used = latest_invocation(&setup).await;
+    assert!(
+        used.tokens_in + used.tokens_out >= 50,
+        "the first answer uses the budget: {used:?}"
+    );
+
+    let refused = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let text = refused.text.clone().unwrap_or_default();
+    assert!(text.contains("daily budget of 50 tokens"), "{text}");
+    assert_eq!(latest_invocation(&setup).await.status, Status::Refused);
+
+    clock.advance(std::time::Duration::from_secs(24 * 60 * 60));
+    let next_day = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert!(
+        block_text(&next_day).contains("Answered by"),
+        "{:?}",
+        next_day.text
+    );
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn workspace_token_budget_covers_every_user() {
+    let (setup, _clock) = limited_setup("  daily_tokens_per_workspace: 50").await;
+    ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let refused = ask(
+        &setup,
+        mention("who owns payments?", "U0BOB00002", "C0CHAN0001"),
+    )
+    .await;
+    let text = refused.text.clone().unwrap_or_default();
+    assert!(
+        text.contains("workspace") && text.contains("50 tokens"),
+        "{text}"
+    );
     setup.bot.stop().await;
 }
