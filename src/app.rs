@@ -22,7 +22,9 @@ use crate::llm::offline::OfflineBackend;
 use crate::llm::openai::OpenAiBackend;
 use crate::llm::{LlmBackend, LlmError};
 use crate::store::Store;
-use crate::store::invocations::{self, NewInvocation, Outcome, Source, Status, ToolCallRecord};
+use crate::store::invocations::{
+    self, NewInvocation, Outcome, Source, Status, StoragePolicy, ToolCallRecord,
+};
 use crate::tools::ToolContext;
 
 /// Earlier turns of a Slack thread given to the model with a new question.
@@ -37,6 +39,11 @@ pub struct App {
     pub backend: Arc<dyn LlmBackend>,
     pub agents: Vec<Arc<Agent>>,
     pub clock: SharedClock,
+    /// Stores invocations without prompts, answers or tool arguments (see
+    /// [`StoragePolicy::MetadataOnly`]); false unless set after start. The
+    /// model then gets no earlier turns of a Slack thread, since none are
+    /// kept.
+    pub metadata_only: bool,
 }
 
 /// A question and where it came from.
@@ -106,6 +113,7 @@ impl App {
             backend,
             agents: vec![default_agent()],
             clock,
+            metadata_only: false,
         })
     }
 
@@ -150,6 +158,7 @@ impl App {
             _ => Vec::new(),
         };
 
+        let policy = StoragePolicy::from_metadata_only(self.metadata_only);
         invocations::start(
             &self.store,
             &self.clock,
@@ -166,6 +175,7 @@ impl App {
                 backend: self.backend.name().to_string(),
                 model: self.backend.model().to_string(),
             },
+            policy,
         )
         .await?;
 
@@ -195,6 +205,7 @@ impl App {
                     status: Status::Completed,
                     answer: Some(output.answer.clone()),
                     error: None,
+                    refusal: None,
                     usage: output.usage,
                     tool_calls: output.tool_calls,
                 };
@@ -208,6 +219,7 @@ impl App {
                     status: Status::Failed,
                     answer: None,
                     error: Some(chain),
+                    refusal: None,
                     usage: failure.usage,
                     tool_calls: failure.tool_calls,
                 };
@@ -215,7 +227,7 @@ impl App {
             }
         };
 
-        invocations::finish(&self.store, &self.clock, &invocation_id, &outcome)
+        invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
             .await
             .context("could not record the end of the invocation")?;
 

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod agent_loop;
+mod audit;
 mod catalog_import;
 mod llm_clients;
 mod questions;
