@@ -35,7 +35,9 @@ use crate::governance::limits::{self, Limits, RequestKey};
 use crate::governance::redaction::Redactor;
 use crate::llm::{LlmError, Usage};
 use crate::store::Store;
-use crate::store::invocations::{self, NewInvocation, Outcome, Source, Status, ToolCallRecord};
+use crate::store::invocations::{
+    self, NewInvocation, Outcome, Source, Status, StoragePolicy, ToolCallRecord,
+};
 use crate::tools::{ToolContext, ToolRegistry};
 
 /// Earlier turns of a Slack thread given to the model with a new question.
@@ -56,6 +58,11 @@ pub struct App {
     pub access: Arc<AccessControl>,
     pub redactor: Arc<Redactor>,
     pub clock: SharedClock,
+    /// Stores invocations without prompts, answers or tool arguments (see
+    /// [`StoragePolicy::MetadataOnly`]), from `retention.metadata_only` in
+    /// the agents file. The model then gets no earlier turns of a Slack
+    /// thread, since none are kept.
+    pub metadata_only: bool,
 }
 
 /// A question and where it came from.
@@ -128,6 +135,7 @@ impl App {
         demo::load_if_empty(&store, &clock).await?;
         let catalog = Catalog::new(store.clone());
         warn_about_unknown_blueprints(&catalog, &agents_file).await;
+        let metadata_only = agents_file.retention.metadata_only;
 
         Ok(Self {
             settings: Arc::new(settings),
@@ -138,6 +146,7 @@ impl App {
             agents_file: Arc::new(agents_file),
             access: Arc::new(AccessControl::without_directory()),
             clock,
+            metadata_only,
         })
     }
 
@@ -214,6 +223,7 @@ impl App {
             _ => Vec::new(),
         };
 
+        let policy = StoragePolicy::from_metadata_only(self.metadata_only);
         invocations::start(
             &self.store,
             &self.clock,
@@ -230,6 +240,7 @@ impl App {
                 backend: agent.backend.name().to_string(),
                 model: agent.backend.model().to_string(),
             },
+            policy,
         )
         .await?;
 
@@ -267,10 +278,12 @@ impl App {
                     status: Status::Failed,
                     answer: None,
                     error: Some(chain.clone()),
+                    refusal: None,
                     usage: Usage::default(),
                     tool_calls: Vec::new(),
                 };
-                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome).await?;
+                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
+                    .await?;
                 answer.status = Status::Failed;
                 answer.answer = format!(
                     "Sorry, something went wrong while answering. An administrator can look up \
@@ -286,11 +299,11 @@ impl App {
                 status: Status::Refused,
                 answer: None,
                 error: None,
+                refusal: Some(reason.clone()),
                 usage: Usage::default(),
                 tool_calls: Vec::new(),
             };
-            invocations::finish(&self.store, &self.clock, &invocation_id, &outcome).await?;
-            invocations::record_refusal(&self.store, &invocation_id, &reason).await?;
+            invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy).await?;
             answer.status = Status::Refused;
             answer.answer = message;
             answer.refusal = Some(reason);
@@ -324,6 +337,7 @@ impl App {
                     status: Status::Completed,
                     answer: Some(reply.clone()),
                     error: None,
+                    refusal: None,
                     usage: output.usage,
                     tool_calls: self.redact_tool_calls(output.tool_calls),
                 };
@@ -337,6 +351,7 @@ impl App {
                     status: Status::Failed,
                     answer: None,
                     error: Some(chain),
+                    refusal: None,
                     usage: failure.usage,
                     tool_calls: self.redact_tool_calls(failure.tool_calls),
                 };
@@ -344,7 +359,7 @@ impl App {
             }
         };
 
-        invocations::finish(&self.store, &self.clock, &invocation_id, &outcome)
+        invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
             .await
             .context("could not record the end of the invocation")?;
         let tokens = outcome.usage.input_tokens + outcome.usage.output_tokens;

@@ -157,6 +157,9 @@ pub struct Settings {
     /// `AGENTDESK_MAX_CONCURRENT_INVOCATIONS`, default 1024: questions
     /// answered at the same time; further ones wait for a free slot.
     pub max_concurrent_invocations: usize,
+    /// `AGENTDESK_RETENTION_INTERVAL_SECS`, default 3600: how often `serve`
+    /// deletes invocations past the retention period.
+    pub retention_interval: Duration,
     /// `AGENTDESK_SHUTDOWN_GRACE_SECS`, default 20: how long `serve` lets
     /// running answers finish after SIGINT or SIGTERM before marking them
     /// interrupted.
@@ -227,6 +230,7 @@ impl Settings {
                 100_000,
             )?,
             shutdown_grace: env.seconds("AGENTDESK_SHUTDOWN_GRACE_SECS", 20)?,
+            retention_interval: env.seconds("AGENTDESK_RETENTION_INTERVAL_SECS", 3_600)?,
         })
     }
 }

@@ -13,12 +13,15 @@
 //!   Anthropic backends.
 //! - [`tools`]: catalog lookups offered to the model, with JSON schemas.
 //! - [`catalog`]: blueprints, entities, relations, search and the importers.
-//! - [`store`]: the database pool, migrations, invocations and dedupe keys.
+//! - [`store`]: the database pool, migrations, invocations, feedback, leases
+//!   and dedupe keys.
 //! - [`config`] and [`clock`]: settings from the environment and the one
 //!   clock that time-based logic reads.
+//! - [`audit`]: the `invocations list` and `invocations export` commands.
 
 pub mod agent;
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod clock;
 pub mod config;

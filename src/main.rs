@@ -1,5 +1,6 @@
-//! The `agentdesk` command line: `serve`, `ask`, `catalog import` and
-//! `catalog stats`. Each command only wires parts of the library together.
+//! The `agentdesk` command line: `serve`, `ask`, `catalog import`,
+//! `catalog stats`, `invocations list` and `invocations export`. Each
+//! command only wires parts of the library together.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use agentdesk::agent::agents_file::AgentsFile;
 use agentdesk::app::{App, Question};
+use agentdesk::audit::InvocationsCommand;
 use agentdesk::catalog::import::{ImportError, import_paths};
 use agentdesk::catalog::{Catalog, demo};
 use agentdesk::clock::system_clock;
@@ -47,6 +49,11 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Audit recorded invocations: list them or export them.
+    Invocations {
+        #[command(subcommand)]
+        command: InvocationsCommand,
     },
     /// Check the agents file.
     Config {
@@ -91,6 +98,9 @@ fn main() -> ExitCode {
     }
     let default_filter = match cli.command {
         Command::Serve => "info",
+        // An export streams one long query, which sqlx would report at warn
+        // as a slow statement.
+        Command::Invocations { .. } => "warn,sqlx::query=error",
         _ => "warn",
     };
     agentdesk::telemetry::init(default_filter);
@@ -257,6 +267,10 @@ async fn run(command: Command) -> Result<ExitCode> {
                 let total: i64 = stats.iter().map(|line| line.entities).sum();
                 println!("{:<width$}  {:>7}", "total", total);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invocations { command } => {
+            agentdesk::audit::run(&settings.database_url, &clock, command).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

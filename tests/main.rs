@@ -4,6 +4,7 @@ mod helpers;
 
 mod agent_loop;
 mod agents_file;
+mod audit;
 mod catalog_import;
 mod limits;
 mod llm_clients;

@@ -725,3 +725,206 @@ async fn workspace_token_budget_covers_every_user() {
     );
     setup.bot.stop().await;
 }
+
+/// A click on a feedback button, shaped like Slack's block_actions.
+fn feedback_click(invocation_id: &str, user: &str, action_id: &str) -> Value {
+    let mut envelope = with_fresh_ids(&slack_fixture("block_actions_approve_envelope.json"));
+    envelope["envelope_id"] = json!(format!("{}-{action_id}-{user}", &invocation_id[..8]));
+    let payload = &mut envelope["payload"];
+    payload["user"]["id"] = json!(user);
+    payload["actions"][0]["action_id"] = json!(action_id);
+    payload["actions"][0]["value"] = json!(invocation_id);
+    payload["actions"][0]["block_id"] = json!(format!("feedback-{invocation_id}"));
+    envelope
+}
+
+#[tokio::test]
+async fn feedback_is_stored_once_per_user() {
+    let setup = setup(AGENTS, false).await;
+    let reply = ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let blocks = reply.blocks.clone().unwrap_or_default().to_string();
+    assert!(
+        blocks.contains("feedback_up") && blocks.contains("feedback_down"),
+        "{blocks}"
+    );
+    let invocation = latest_invocation(&setup).await;
+
+    let store = setup.bot.app.store.clone();
+    let votes = || {
+        let store = store.clone();
+        let id = invocation.id.clone();
+        async move {
+            agentdesk::store::feedback::votes_for(&store, &id)
+                .await
+                .expect("votes")
+        }
+    };
+    let ack = setup
+        .bot
+        .send(feedback_click(&invocation.id, "U0ALICE001", "feedback_up"))
+        .await;
+    assert!(ack.latency < std::time::Duration::from_secs(1));
+    setup
+        .bot
+        .send(feedback_click(&invocation.id, "U0ALICE001", "feedback_up"))
+        .await;
+    setup
+        .bot
+        .slack
+        .wait_for_calls("chat.postEphemeral", 2, WAIT)
+        .await
+        .expect("confirmations");
+    let recorded = votes().await;
+    assert_eq!(recorded.len(), 1, "one vote per user: {recorded:?}");
+    assert_eq!(recorded[0].1, agentdesk::store::feedback::Vote::Up);
+
+    setup
+        .bot
+        .send(feedback_click(
+            &invocation.id,
+            "U0ALICE001",
+            "feedback_down",
+        ))
+        .await;
+    setup
+        .bot
+        .send(feedback_click(&invocation.id, "U0BOB00002", "feedback_up"))
+        .await;
+    setup
+        .bot
+        .slack
+        .wait_for_calls("chat.postEphemeral", 4, WAIT)
+        .await
+        .expect("confirmations");
+    let recorded = votes().await;
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(
+        recorded[0],
+        (
+            "U0ALICE001".to_string(),
+            agentdesk::store::feedback::Vote::Down
+        ),
+        "alice changed her vote"
+    );
+    assert_eq!(
+        recorded[1],
+        (
+            "U0BOB00002".to_string(),
+            agentdesk::store::feedback::Vote::Up
+        )
+    );
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_only_stores_no_text() {
+    let agents = format!("retention:\n  metadata_only: true\n{AGENTS}");
+    let setup = setup(&agents, false).await;
+    ask(
+        &setup,
+        mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    let invocation = latest_invocation(&setup).await;
+    assert_eq!(invocation.status, Status::Completed);
+    assert_eq!(invocation.prompt, "");
+    assert_eq!(invocation.answer, None);
+    assert!(!invocation.tool_calls.is_empty(), "tool names are kept");
+    assert!(
+        invocation
+            .tool_calls
+            .iter()
+            .all(|call| call.arguments.is_empty()),
+        "{:?}",
+        invocation.tool_calls
+    );
+    assert!(invocation.tokens_in > 0, "metadata such as tokens is kept");
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn retention_task_in_serve_deletes_old_invocations() {
+    use agentdesk::clock::{Clock, ManualClock, SystemClock};
+    use agentdesk::store::invocations::{NewInvocation, Outcome, Source, StoragePolicy};
+
+    let directory = TempDir::new().expect("temp dir");
+    let database = sqlite_url(&directory);
+    let agents_path = directory.path().join("agentdesk.yaml");
+    std::fs::write(&agents_path, format!("retention:\n  days: 7\n{AGENTS}")).expect("written");
+    let agents_path = agents_path.display().to_string();
+    let now = SystemClock.now_millis();
+    let clock = std::sync::Arc::new(ManualClock::new(now));
+    let shared: agentdesk::clock::SharedClock = clock.clone();
+
+    // Two invocations before the bot starts: one 10 days old, one 1 day old.
+    let store = agentdesk::store::Store::connect(&database)
+        .await
+        .expect("store");
+    for (id, age_days) in [("old-invocation", 10), ("new-invocation", 1)] {
+        clock.set(now - age_days * 24 * 60 * 60 * 1000);
+        let new = NewInvocation {
+            id: id.to_string(),
+            source: Source::Slack,
+            agent: "explorer".into(),
+            team_id: None,
+            channel_id: None,
+            thread_ts: None,
+            message_ts: None,
+            user_id: None,
+            prompt: "q".into(),
+            backend: "offline".into(),
+            model: "offline-rules".into(),
+        };
+        invocations::start(&store, &shared, &new, StoragePolicy::Full)
+            .await
+            .expect("start");
+        let outcome = Outcome {
+            status: Status::Completed,
+            answer: Some("a".into()),
+            error: None,
+            refusal: None,
+            usage: Default::default(),
+            tool_calls: Vec::new(),
+        };
+        invocations::finish(&store, &shared, id, &outcome, StoragePolicy::Full)
+            .await
+            .expect("finish");
+    }
+    clock.set(now);
+    store.close().await;
+
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let bot = crate::helpers::bot::start_bot_with_clock(
+        slack,
+        &database,
+        &[
+            ("AGENTDESK_CONFIG", agents_path.as_str()),
+            ("AGENTDESK_RETENTION_INTERVAL_SECS", "1"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let old = invocations::get(&bot.app.store, "old-invocation")
+            .await
+            .expect("read");
+        if old.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old invocation was never deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let kept = invocations::get(&bot.app.store, "new-invocation")
+        .await
+        .expect("read");
+    assert!(kept.is_some(), "the new invocation is kept");
+    bot.stop().await;
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use agentdesk::clock::{ManualClock, SharedClock};
 use agentdesk::llm::Usage;
 use agentdesk::store::invocations::{
-    self, NewInvocation, Outcome, Source, Status, ToolCallRecord, Turn,
+    self, NewInvocation, Outcome, Source, Status, StoragePolicy, ToolCallRecord, Turn,
 };
 use agentdesk::store::{Dialect, Store, dedupe};
 use sqlx::Row;
@@ -51,6 +51,7 @@ fn completed(answer: &str) -> Outcome {
         status: Status::Completed,
         answer: Some(answer.to_string()),
         error: None,
+        refusal: None,
         usage: Usage {
             input_tokens: 10,
             output_tokens: 5,
@@ -125,7 +126,7 @@ async fn invocation_round_trip_keeps_tool_calls(database: TestDatabase) {
         "Who owns payments?",
     );
 
-    invocations::start(&store, &shared_clock, &new)
+    invocations::start(&store, &shared_clock, &new, StoragePolicy::Full)
         .await
         .unwrap();
     let started = get(&store, "inv-1").await;
@@ -162,9 +163,15 @@ async fn invocation_round_trip_keeps_tool_calls(database: TestDatabase) {
         },
         ..completed("Billing owns payments.")
     };
-    let finished = invocations::finish(&store, &shared_clock, "inv-1", &outcome)
-        .await
-        .unwrap();
+    let finished = invocations::finish(
+        &store,
+        &shared_clock,
+        "inv-1",
+        &outcome,
+        StoragePolicy::Full,
+    )
+    .await
+    .unwrap();
     assert!(finished, "finish applies to a row in progress");
 
     let stored = get(&store, "inv-1").await;
@@ -187,9 +194,15 @@ async fn invocation_round_trip_keeps_tool_calls(database: TestDatabase) {
     assert_eq!(stored.started_at, 1_735_689_600_000);
     assert_eq!(stored.finished_at, Some(1_735_689_601_500));
 
-    let again = invocations::finish(&store, &shared_clock, "inv-1", &completed("other"))
-        .await
-        .unwrap();
+    let again = invocations::finish(
+        &store,
+        &shared_clock,
+        "inv-1",
+        &completed("other"),
+        StoragePolicy::Full,
+    )
+    .await
+    .unwrap();
     assert!(!again, "a finished row is finished only once");
     assert_eq!(
         get(&store, "inv-1").await.answer.as_deref(),
@@ -208,16 +221,24 @@ async fn finish_leaves_interrupted_row_alone(database: TestDatabase) {
     let store = database.store().await;
     let clock: SharedClock = manual_clock();
     let new = new_invocation("inv-2", None, None, "How many services are there?");
-    invocations::start(&store, &clock, &new).await.unwrap();
+    invocations::start(&store, &clock, &new, StoragePolicy::Full)
+        .await
+        .unwrap();
 
     let interrupted = invocations::interrupt(&store, &clock, "inv-2", "shut down")
         .await
         .unwrap();
     assert!(interrupted);
 
-    let finished = invocations::finish(&store, &clock, "inv-2", &completed("16 services."))
-        .await
-        .unwrap();
+    let finished = invocations::finish(
+        &store,
+        &clock,
+        "inv-2",
+        &completed("16 services."),
+        StoragePolicy::Full,
+    )
+    .await
+    .unwrap();
     assert!(!finished, "finish must not apply to an interrupted row");
 
     let stored = get(&store, "inv-2").await;
@@ -241,7 +262,7 @@ async fn record_turn(
     let shared_clock = shared(clock);
     let prompt = format!("question {id}");
     let new = new_invocation(id, Some(channel), thread_ts, &prompt);
-    invocations::start(store, &shared_clock, &new)
+    invocations::start(store, &shared_clock, &new, StoragePolicy::Full)
         .await
         .unwrap();
 
@@ -255,7 +276,7 @@ async fn record_turn(
             ..completed("")
         },
     };
-    invocations::finish(store, &shared_clock, id, &outcome)
+    invocations::finish(store, &shared_clock, id, &outcome, StoragePolicy::Full)
         .await
         .unwrap();
 }
@@ -326,6 +347,7 @@ async fn interrupt_stale_touches_only_old_in_progress(database: TestDatabase) {
         &store,
         &shared_clock,
         &new_invocation("old-running", None, None, "q"),
+        StoragePolicy::Full,
     )
     .await
     .unwrap();
@@ -333,12 +355,19 @@ async fn interrupt_stale_touches_only_old_in_progress(database: TestDatabase) {
         &store,
         &shared_clock,
         &new_invocation("old-done", None, None, "q"),
+        StoragePolicy::Full,
     )
     .await
     .unwrap();
-    invocations::finish(&store, &shared_clock, "old-done", &completed("a"))
-        .await
-        .unwrap();
+    invocations::finish(
+        &store,
+        &shared_clock,
+        "old-done",
+        &completed("a"),
+        StoragePolicy::Full,
+    )
+    .await
+    .unwrap();
     clock.advance(Duration::from_secs(600));
     let cutoff = shared_clock.now_millis();
     clock.advance(Duration::from_secs(1));
@@ -346,6 +375,7 @@ async fn interrupt_stale_touches_only_old_in_progress(database: TestDatabase) {
         &store,
         &shared_clock,
         &new_invocation("new-running", None, None, "q"),
+        StoragePolicy::Full,
     )
     .await
     .unwrap();

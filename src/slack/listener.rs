@@ -354,7 +354,7 @@ async fn record_feedback(
         };
     info!(vote = ?vote, change = ?change, "feedback recorded");
     let text = match (change, vote) {
-        (VoteChange::Same, _) => "You already gave this answer that rating.",
+        (VoteChange::Unchanged, _) => "You already gave this answer that rating.",
         (_, Vote::Up) => "Thanks, your :+1: is recorded.",
         (_, Vote::Down) => "Thanks, your :-1: is recorded. It helps us improve the answers.",
     };

@@ -24,6 +24,7 @@ use super::listener::{
 };
 use crate::agent::access::AccessControl;
 use crate::app::App;
+use crate::governance::retention;
 use crate::store::{dedupe, invocations};
 
 /// How often expired dedupe keys and stale invocations are swept.
@@ -65,6 +66,14 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
     let bot = Arc::new(Bot::new(app.clone(), api, identity));
     let maintenance = CancellationToken::new();
     tokio::spawn(run_maintenance(app.clone(), maintenance.clone()));
+    tokio::spawn(retention::run_periodically(
+        app.store.clone(),
+        app.clock.clone(),
+        app.agents_file.retention.clone(),
+        format!("serve-{}", uuid::Uuid::new_v4()),
+        settings.retention_interval.max(Duration::from_secs(1)),
+        maintenance.clone(),
+    ));
 
     let environment = Arc::new(
         SlackClientEventsListenerEnvironment::new(client)

@@ -115,6 +115,9 @@ pub struct Outcome {
     pub status: Status,
     pub answer: Option<String>,
     pub error: Option<String>,
+    /// The reason a `refused` invocation was turned away (a forbidden user,
+    /// an exceeded limit); `None` for every other status.
+    pub refusal: Option<String>,
     pub usage: Usage,
     pub tool_calls: Vec<ToolCallRecord>,
 }
@@ -134,6 +137,7 @@ pub struct Invocation {
     pub answer: Option<String>,
     pub status: Status,
     pub error: Option<String>,
+    pub refusal: Option<String>,
     pub backend: String,
     pub model: String,
     pub tokens_in: i64,
@@ -143,13 +147,58 @@ pub struct Invocation {
     pub finished_at: Option<i64>,
 }
 
+/// The parts of a question and its answer that are written to the database.
+///
+/// The policy is a parameter of [`start`] and [`finish`], so no caller can
+/// store text that the configuration excludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoragePolicy {
+    /// Everything: prompt, answer, tool arguments.
+    #[default]
+    Full,
+    /// No text a user or the model wrote: the prompt is stored as `''`, the
+    /// answer as NULL and each tool call's arguments as `""`. Status, agent,
+    /// user, channel, times, tokens, tool names and durations, errors and
+    /// refusals are kept.
+    ///
+    /// NOTE: error texts are kept as they are, and a tool's error can quote
+    /// an argument value (for example the entity name it did not find).
+    MetadataOnly,
+}
+
+impl StoragePolicy {
+    /// Returns the policy for a `metadata_only` setting.
+    pub fn from_metadata_only(metadata_only: bool) -> Self {
+        if metadata_only {
+            Self::MetadataOnly
+        } else {
+            Self::Full
+        }
+    }
+
+    fn keeps_text(self) -> bool {
+        self == Self::Full
+    }
+}
+
 /// A new time-ordered invocation id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Inserts an invocation in progress.
-pub async fn start(store: &Store, clock: &SharedClock, new: &NewInvocation) -> Result<()> {
+/// Inserts an invocation in progress; under [`StoragePolicy::MetadataOnly`]
+/// the prompt is stored as `''`.
+pub async fn start(
+    store: &Store,
+    clock: &SharedClock,
+    new: &NewInvocation,
+    policy: StoragePolicy,
+) -> Result<()> {
+    let prompt = if policy.keeps_text() {
+        new.prompt.clone()
+    } else {
+        String::new()
+    };
     sqlx::query(
         "INSERT INTO invocations (id, source, agent, team_id, channel_id, thread_ts, message_ts, \
          user_id, prompt, status, backend, model, started_at) \
@@ -163,7 +212,7 @@ pub async fn start(store: &Store, clock: &SharedClock, new: &NewInvocation) -> R
     .bind(new.thread_ts.clone())
     .bind(new.message_ts.clone())
     .bind(new.user_id.clone())
-    .bind(new.prompt.clone())
+    .bind(prompt)
     .bind(Status::InProgress.as_str())
     .bind(new.backend.clone())
     .bind(new.model.clone())
@@ -176,22 +225,31 @@ pub async fn start(store: &Store, clock: &SharedClock, new: &NewInvocation) -> R
 
 /// Records how an invocation ended. Returns `false` when the row was no
 /// longer in progress (already finished or marked interrupted).
+///
+/// Under [`StoragePolicy::MetadataOnly`] the answer is stored as NULL and
+/// each tool call's arguments as `""`.
 pub async fn finish(
     store: &Store,
     clock: &SharedClock,
     id: &str,
     outcome: &Outcome,
+    policy: StoragePolicy,
 ) -> Result<bool> {
-    let tool_calls =
-        serde_json::to_string(&outcome.tool_calls).context("could not encode tool calls")?;
+    let (answer, tool_calls) = if policy.keeps_text() {
+        (outcome.answer.clone(), outcome.tool_calls.clone())
+    } else {
+        (None, without_arguments(&outcome.tool_calls))
+    };
+    let tool_calls = serde_json::to_string(&tool_calls).context("could not encode tool calls")?;
     let result = sqlx::query(
-        "UPDATE invocations SET status = $1, answer = $2, error = $3, tokens_in = $4, \
-         tokens_out = $5, tool_calls_json = $6, finished_at = $7 \
-         WHERE id = $8 AND status = 'in_progress'",
+        "UPDATE invocations SET status = $1, answer = $2, error = $3, refusal = $4, \
+         tokens_in = $5, tokens_out = $6, tool_calls_json = $7, finished_at = $8 \
+         WHERE id = $9 AND status = 'in_progress'",
     )
     .bind(outcome.status.as_str())
-    .bind(outcome.answer.clone())
+    .bind(answer)
     .bind(outcome.error.clone())
+    .bind(outcome.refusal.clone())
     .bind(outcome.usage.input_tokens as i64)
     .bind(outcome.usage.output_tokens as i64)
     .bind(tool_calls)
@@ -203,25 +261,26 @@ pub async fn finish(
     Ok(result.rows_affected() == 1)
 }
 
-const SELECT_COLUMNS: &str = "SELECT id, source, agent, team_id, channel_id, thread_ts, \
-     message_ts, user_id, prompt, answer, status, error, backend, model, tokens_in, tokens_out, \
-     tool_calls_json, started_at, finished_at FROM invocations";
-
-/// Records why an invocation was refused.
-pub async fn record_refusal(store: &Store, id: &str, reason: &str) -> Result<()> {
-    sqlx::query("UPDATE invocations SET refusal = $1 WHERE id = $2")
-        .bind(reason.to_string())
-        .bind(id.to_string())
-        .execute(store.pool())
-        .await
-        .context("could not record why the invocation was refused")?;
-    Ok(())
+/// Copies tool calls with their arguments blanked.
+fn without_arguments(tool_calls: &[ToolCallRecord]) -> Vec<ToolCallRecord> {
+    tool_calls
+        .iter()
+        .map(|call| ToolCallRecord {
+            arguments: String::new(),
+            ..call.clone()
+        })
+        .collect()
 }
+
+/// The columns [`decode`] reads, in table order.
+pub(super) const COLUMNS: &str = "id, source, agent, team_id, channel_id, thread_ts, \
+     message_ts, user_id, prompt, answer, status, error, refusal, backend, model, tokens_in, \
+     tokens_out, tool_calls_json, started_at, finished_at";
 
 /// Loads one invocation by id.
 pub async fn get(store: &Store, id: &str) -> Result<Option<Invocation>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{SELECT_COLUMNS} WHERE id = $1"
+        "SELECT {COLUMNS} FROM invocations WHERE id = $1"
     )))
     .bind(id.to_string())
     .fetch_optional(store.pool())
@@ -337,7 +396,7 @@ pub async fn count(store: &Store, status: Option<Status>) -> Result<i64> {
 /// Lists the latest invocations, newest first.
 pub async fn recent(store: &Store, limit: usize) -> Result<Vec<Invocation>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{SELECT_COLUMNS} ORDER BY started_at DESC, id DESC LIMIT $1"
+        "SELECT {COLUMNS} FROM invocations ORDER BY started_at DESC, id DESC LIMIT $1"
     )))
     .bind(limit as i64)
     .fetch_all(store.pool())
@@ -346,7 +405,8 @@ pub async fn recent(store: &Store, limit: usize) -> Result<Vec<Invocation>> {
     rows.iter().map(decode).collect()
 }
 
-fn decode(row: &AnyRow) -> Result<Invocation> {
+/// Decodes a row that holds [`COLUMNS`].
+pub(super) fn decode(row: &AnyRow) -> Result<Invocation> {
     let status: String = row.try_get("status")?;
     let tool_calls: String = row.try_get("tool_calls_json")?;
     Ok(Invocation {
@@ -362,6 +422,7 @@ fn decode(row: &AnyRow) -> Result<Invocation> {
         answer: row.try_get("answer")?,
         status: Status::parse(&status)?,
         error: row.try_get("error")?,
+        refusal: row.try_get("refusal")?,
         backend: row.try_get("backend")?,
         model: row.try_get("model")?,
         tokens_in: row.try_get("tokens_in")?,

@@ -8,9 +8,11 @@
 //! limited to what `Any` carries: `i64`, `f64`, `String` and `NULL`. Times are
 //! milliseconds since the Unix epoch and JSON documents are text.
 
+pub mod audit;
 pub mod dedupe;
 pub mod feedback;
 pub mod invocations;
+pub mod leases;
 pub mod migrations;
 
 use std::str::FromStr;
