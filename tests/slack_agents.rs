@@ -928,3 +928,59 @@ async fn retention_task_in_serve_deletes_old_invocations() {
     assert!(kept.is_some(), "the new invocation is kept");
     bot.stop().await;
 }
+
+#[tokio::test]
+async fn agent_backend_and_model_override_the_environment() {
+    let model = OpenAiStandin::start().await.expect("model stand-in starts");
+    model.push(Reply::Text("From the configured model.".into()));
+    let agents = AGENTS.replace(
+        "    title: Request Triage\n",
+        "    title: Request Triage\n    backend: openai\n    model: triage-model-7\n",
+    );
+    let directory = TempDir::new().expect("temp dir");
+    let agents_path = directory.path().join("agentdesk.yaml");
+    std::fs::write(&agents_path, agents).expect("agents file written");
+    let agents_path = agents_path.display().to_string();
+    let base_url = model.base_url();
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    // The environment selects the offline backend; only triage uses OpenAI.
+    let bot = start_bot(
+        slack,
+        &sqlite_url(&directory),
+        &[
+            ("AGENTDESK_CONFIG", agents_path.as_str()),
+            ("AGENTDESK_BACKEND", "offline"),
+            ("OPENAI_BASE_URL", base_url.as_str()),
+        ],
+    )
+    .await;
+    let setup = Setup {
+        bot,
+        model: None,
+        _directory: directory,
+    };
+
+    let reply = ask(
+        &setup,
+        mention("triage who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert_eq!(reply.text.as_deref(), Some("From the configured model."));
+    assert_eq!(model.requests()[0]["model"], "triage-model-7");
+    let invocation = latest_invocation(&setup).await;
+    assert_eq!(invocation.backend, "openai");
+    assert_eq!(invocation.model, "triage-model-7");
+
+    ask(
+        &setup,
+        mention("explorer who owns payments?", "U0ALICE001", "C0CHAN0001"),
+    )
+    .await;
+    assert_eq!(latest_invocation(&setup).await.backend, "offline");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "the explorer did not call the model"
+    );
+    setup.bot.stop().await;
+}
