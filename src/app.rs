@@ -121,6 +121,10 @@ pub struct Answer {
     /// Why a refused invocation was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// Whether this answer's end was recorded; false when the invocation was
+    /// marked interrupted first (shutdown), so the asker was already told.
+    #[serde(skip)]
+    pub recorded: bool,
 }
 
 impl App {
@@ -258,6 +262,7 @@ impl App {
             tokens_out: 0,
             error: None,
             refusal: None,
+            recorded: false,
         };
 
         let key = RequestKey {
@@ -265,9 +270,21 @@ impl App {
             agent: &agent.id,
             workspace: question.team_id.as_deref().unwrap_or(UNKNOWN_WORKSPACE),
         };
-        let refusal = match question.source {
-            Source::Slack => self.refusal(&agent, &question, &key).await,
-            _ => Ok(None),
+        let length = text.chars().count();
+        let refusal = if length > self.settings.max_question_chars {
+            let limit = self.settings.max_question_chars;
+            Ok(Some((
+                format!(
+                    "That question is too long ({length} characters). Please keep it under \
+                     {limit} characters, for example by leaving out pasted logs."
+                ),
+                format!("question too long: {length} characters, limit {limit}"),
+            )))
+        } else {
+            match question.source {
+                Source::Slack => self.refusal(&agent, &question, &key).await,
+                _ => Ok(None),
+            }
         };
         let refusal = match refusal {
             Ok(refusal) => refusal,
@@ -282,8 +299,9 @@ impl App {
                     usage: Usage::default(),
                     tool_calls: Vec::new(),
                 };
-                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
-                    .await?;
+                answer.recorded =
+                    invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
+                        .await?;
                 answer.status = Status::Failed;
                 answer.answer = format!(
                     "Sorry, something went wrong while answering. An administrator can look up \
@@ -303,10 +321,32 @@ impl App {
                 usage: Usage::default(),
                 tool_calls: Vec::new(),
             };
-            invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy).await?;
+            answer.recorded =
+                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
+                    .await?;
             answer.status = Status::Refused;
             answer.answer = message;
             answer.refusal = Some(reason);
+            return Ok(answer);
+        }
+
+        if text.trim().is_empty() {
+            // A bare mention: say what to ask instead of sending an empty
+            // message to a model (some providers reject one).
+            let reply = empty_question_reply(&agent);
+            let outcome = Outcome {
+                status: Status::Completed,
+                answer: Some(reply.clone()),
+                error: None,
+                refusal: None,
+                usage: Usage::default(),
+                tool_calls: Vec::new(),
+            };
+            answer.recorded =
+                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
+                    .await?;
+            answer.status = Status::Completed;
+            answer.answer = reply;
             return Ok(answer);
         }
 
@@ -359,9 +399,10 @@ impl App {
             }
         };
 
-        invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
-            .await
-            .context("could not record the end of the invocation")?;
+        answer.recorded =
+            invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
+                .await
+                .context("could not record the end of the invocation")?;
         let tokens = outcome.usage.input_tokens + outcome.usage.output_tokens;
         if question.source == Source::Slack
             && tokens > 0
@@ -424,6 +465,21 @@ impl App {
             })
             .collect()
     }
+}
+
+/// The reply to an empty question: what the agent can be asked.
+fn empty_question_reply(agent: &Agent) -> String {
+    let mut reply = format!(
+        "Ask me a question about the software catalog. *{}*: {}",
+        agent.title, agent.description
+    );
+    if !agent.conversation_starters.is_empty() {
+        reply.push_str("\n\nFor example:");
+        for starter in &agent.conversation_starters {
+            reply.push_str(&format!("\n- {starter}"));
+        }
+    }
+    reply
 }
 
 /// Warns when an agent's data scope names a blueprint the catalog lacks:

@@ -154,6 +154,9 @@ pub struct Settings {
     pub anthropic: AnthropicSettings,
     pub slack: SlackSettings,
     pub agent_loop: LoopSettings,
+    /// `AGENTDESK_MAX_QUESTION_CHARS`, default 8000: longer questions are
+    /// refused with a short reply instead of reaching a model.
+    pub max_question_chars: usize,
     /// `AGENTDESK_MAX_CONCURRENT_INVOCATIONS`, default 1024: questions
     /// answered at the same time; further ones wait for a free slot.
     pub max_concurrent_invocations: usize,
@@ -223,6 +226,7 @@ impl Settings {
                 )?),
                 llm_max_tokens: env.number("AGENTDESK_LLM_MAX_TOKENS", 2048, 16, 200_000)?,
             },
+            max_question_chars: env.number("AGENTDESK_MAX_QUESTION_CHARS", 8_000, 10, 1_000_000)?,
             max_concurrent_invocations: env.number(
                 "AGENTDESK_MAX_CONCURRENT_INVOCATIONS",
                 1024,
@@ -234,6 +238,10 @@ impl Settings {
         })
     }
 }
+
+/// Longest duration a setting accepts: a year. Larger values overflow time
+/// arithmetic and have no use.
+const MAX_SECONDS: f64 = 31_536_000.0;
 
 /// Typed access to a map of environment variables.
 struct Env<'a>(&'a HashMap<String, String>);
@@ -281,6 +289,9 @@ impl Env<'_> {
             .with_context(|| {
                 format!("invalid {name}={raw:?}: expected a number of seconds, such as 30 or 0.5")
             })?;
+        if seconds > MAX_SECONDS {
+            bail!("invalid {name}={raw}: at most {MAX_SECONDS} seconds (a year) is accepted");
+        }
         Ok(Duration::from_secs_f64(seconds))
     }
 }

@@ -96,6 +96,9 @@ fn main() -> ExitCode {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
     }
+    if !matches!(cli.command, Command::Serve) {
+        restore_default_sigpipe();
+    }
     let default_filter = match cli.command {
         Command::Serve => "info",
         // An export streams one long query, which sqlx would report at warn
@@ -122,9 +125,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Lets a one-shot command end quietly when its output pipe closes (`agentdesk
+/// ask ... | head -1`) instead of panicking on the failed write. `serve` keeps
+/// Rust's default of ignoring SIGPIPE, so a closed socket is an error to
+/// handle, not a signal that kills the process.
+fn restore_default_sigpipe() {
+    // SAFETY: this runs first in main, before any thread starts, and only
+    // resets a signal disposition to the system default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Loads `.env` from the working directory when there is one.
 fn load_dotenv() -> Result<()> {
-    match dotenvy::dotenv() {
+    // Only the working directory's file: a .env in a parent folder belongs
+    // to another project.
+    match dotenvy::from_path(".env") {
         Ok(_) => Ok(()),
         Err(error) if error.not_found() => Ok(()),
         Err(error) => Err(error).context("could not read the .env file"),

@@ -10,6 +10,7 @@ mod limits;
 mod llm_clients;
 mod questions;
 mod redaction;
+mod regressions;
 mod search;
 mod slack_agents;
 mod slack_serve;

@@ -24,8 +24,11 @@ const MAX_VALUE_CHARS: usize = 400;
 const MAX_SAMPLES_SHOWN: usize = 12;
 const MAX_SAMPLE_CHARS: usize = 40;
 
-/// Incoming relations listed per entity; the total is reported beside them.
-const MAX_INCOMING: i64 = 100;
+/// Relations listed per entity in each direction; the totals are reported
+/// beside them, so a team with hundreds of members stays a small result.
+/// Search with a relation filter lists the rest.
+const MAX_INCOMING: i64 = 50;
+const MAX_OUTGOING: usize = 50;
 
 /// What `list_blueprints` shows about one property.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,11 +100,13 @@ pub struct EntityDetail {
     pub properties: Map<String, Value>,
     /// Entities it is owned by (the `ownedBy` relation).
     pub owners: Vec<LinkedEntity>,
-    /// Relations it declares, ownership excluded.
+    /// Relations it declares, ownership excluded; at most 50.
     pub relations: Vec<OutgoingLink>,
+    /// How many relations it declares, ownership excluded.
+    pub relations_total: usize,
     /// Relations other entities declare to it.
     pub referenced_by: Vec<IncomingLink>,
-    /// How many incoming relations exist; `referenced_by` lists at most 100.
+    /// How many incoming relations exist; `referenced_by` lists at most 50.
     pub referenced_by_total: i64,
 }
 
@@ -284,7 +289,9 @@ impl Catalog {
             Value::Object(properties) => bounded_properties(&properties, MAX_VALUE_CHARS),
             _ => Map::new(),
         };
-        let (owners, relations) = self.outgoing(scope, id).await?;
+        let (owners, mut relations) = self.outgoing(scope, id).await?;
+        let relations_total = relations.len();
+        relations.truncate(MAX_OUTGOING);
         let (referenced_by, referenced_by_total) = self.incoming(scope, reference).await?;
 
         Ok(Some(EntityDetail {
@@ -299,6 +306,7 @@ impl Catalog {
             properties,
             owners,
             relations,
+            relations_total,
             referenced_by,
             referenced_by_total,
         }))

@@ -45,6 +45,11 @@ impl OpenAiBackend {
 
         let authorization = match &settings.api_key {
             Some(key) => Some(bearer_header(key)?),
+            // Local servers (Ollama, vLLM, llama.cpp) need no key; OpenAI does.
+            None if endpoint.host_str() == Some("api.openai.com") => anyhow::bail!(
+                "OPENAI_API_KEY is not set: set it, or set OPENAI_BASE_URL to a local \
+                 OpenAI-compatible server that needs no key"
+            ),
             None => None,
         };
 

@@ -235,11 +235,11 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
     let result = app.answer(question).await;
     bot.untrack(&invocation_id);
 
-    if bot.abandoned.is_cancelled() {
-        // Shutdown already marked this answer interrupted and said so.
-        return;
-    }
     match result {
+        // Shutdown marked this answer interrupted first and told the asker.
+        Ok(answer) if !answer.recorded => {
+            debug!("answer finished after it was marked interrupted; not posted");
+        }
         Ok(answer) => {
             let footer = (answer.status != Status::Refused).then(|| Footer {
                 agent_title: answer.agent_title.clone(),
@@ -250,11 +250,11 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
         }
         Err(error) => {
             error!(error = %format!("{error:#}"), "question failed before it could be answered");
-            let text = format!(
-                "Sorry, something went wrong while answering. An administrator can look up \
-                 invocation {invocation_id}."
-            );
-            post_or_log(bot, &message, &text, None).await;
+            // The invocation may not have been recorded, so no id is shown;
+            // the log line carries it.
+            let text = "Sorry, something went wrong while answering. Please try again in a \
+                        moment.";
+            post_or_log(bot, &message, text, None).await;
         }
     }
 }

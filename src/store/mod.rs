@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,9 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
 }
+
+/// How long the first connection may take before start-up fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a SQLite connection waits for another writer before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -57,17 +60,39 @@ impl Store {
             Dialect::Sqlite => sqlite_pool_options(&url),
             Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
         };
+        let options = options
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+        let failure = || {
+            format!(
+                "could not connect to the database at {}: check DATABASE_URL and that the server \
+                 is running and accepts connections",
+                redact_url(&url)
+            )
+        };
+        // One direct connection first, so a refused connection, a wrong
+        // password or a read-only file reports its cause at once instead of
+        // a pool timeout.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
+            .with_context(failure)?
+            .with_context(failure)?;
+        let mut probe = probe;
+        if dialect == Dialect::Sqlite {
+            // WAL needs write access, so a read-only file fails here.
+            probe
+                .execute("PRAGMA journal_mode = WAL")
+                .await
+                .with_context(failure)?;
+        }
+        probe.close().await.ok();
+
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .with_context(|| {
-                format!(
-                    "could not connect to the database at {}: check DATABASE_URL and that the \
-                     server is running",
-                    redact_url(&url)
-                )
-            })?;
+            .with_context(failure)?;
 
         let store = Self { pool, dialect };
         migrations::run(&store)
@@ -147,14 +172,31 @@ fn normalize_url(url: &str) -> Result<(Dialect, String)> {
 
 /// Removes a password from a URL before it reaches a message or log.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_string();
+    let mut shown = match base.split_once("://") {
+        // The last `@` ends the credentials: a password may contain `@`.
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
     };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => parameter.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&parameters.join("&"));
     }
+    shown
 }

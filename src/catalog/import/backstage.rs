@@ -95,6 +95,27 @@ const RELATION_FIELDS: &[RelationField] = &[
 /// Marks blueprints inferred from Backstage entities in their schema.
 const INFERRED_MARKER: &str = "x-agentdesk-inferred";
 
+/// The parser's message without its excerpt of the source, which could
+/// quote a secret from a file the import was pointed at.
+fn parser_message(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// Reports whether YAML text looks like Backstage descriptors: a top-level
+/// `apiVersion` and `kind`. Files found while walking a folder that do not
+/// are skipped rather than failing the import.
+pub(super) fn looks_like_descriptor(text: &str) -> bool {
+    let has_key = |key: &str| {
+        text.lines().any(|line| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+    };
+    has_key("apiVersion") && has_key("kind")
+}
+
 /// Reports whether a blueprint was inferred from Backstage entities rather
 /// than declared in a blueprint file.
 pub(super) fn is_inferred(blueprint: &BlueprintDef) -> bool {
@@ -107,10 +128,11 @@ pub(super) fn parse_file(
     text: &str,
     shown: &str,
     base: &Path,
+    boundary: &Path,
     parsed: &mut Parsed,
 ) -> Result<Vec<PathBuf>, Vec<String>> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|error| vec![format!("{shown}: invalid YAML: {error}")])?;
+        .map_err(|error| vec![format!("{shown}: invalid YAML: {}", parser_message(&error))])?;
 
     let mut problems = Vec::new();
     let mut targets = Vec::new();
@@ -143,7 +165,7 @@ pub(super) fn parse_file(
         match parse_entity(document, &place) {
             Ok(entity) => {
                 if entity.blueprint == "location" {
-                    match location_targets(document, &place, base) {
+                    match location_targets(document, &place, base, boundary) {
                         Ok((files, warnings)) => {
                             targets.extend(files);
                             parsed.warnings.extend(warnings);
@@ -344,6 +366,7 @@ fn location_targets(
     document: &Map<String, Value>,
     place: &str,
     base: &Path,
+    boundary: &Path,
 ) -> Result<(Vec<PathBuf>, Vec<String>), String> {
     let spec = document.get("spec").and_then(Value::as_object);
     let mut declared = Vec::new();
@@ -367,23 +390,41 @@ fn location_targets(
             continue;
         }
         let resolved = base.join(&target);
-        if resolved
+        let missing = || {
+            format!(
+                "{place}: Location target {target} does not exist (looked for {}); fix the path \
+                 or remove the target",
+                resolved.display()
+            )
+        };
+        let outside = || {
+            format!(
+                "{place}: Location target {target} points outside {}; only files inside the \
+                 imported folder are followed, so import that file directly",
+                boundary.display()
+            )
+        };
+        let has_wildcard = resolved
             .file_name()
-            .is_some_and(|name| name.to_string_lossy().contains('*'))
-        {
-            files.extend(expand_wildcard(&resolved));
+            .is_some_and(|name| name.to_string_lossy().contains('*'));
+        if has_wildcard {
+            let folder = resolved.parent().map(Path::to_path_buf).unwrap_or_default();
+            let folder = folder.canonicalize().map_err(|_| missing())?;
+            if !folder.starts_with(boundary) {
+                return Err(outside());
+            }
+            files.extend(
+                expand_wildcard(&resolved)
+                    .into_iter()
+                    .filter(|file| file.starts_with(boundary)),
+            );
             continue;
         }
-        match resolved.canonicalize() {
-            Ok(file) => files.push(file),
-            Err(_) => {
-                return Err(format!(
-                    "{place}: Location target {target} does not exist (looked for {}); fix the \
-                     path or remove the target",
-                    resolved.display()
-                ));
-            }
+        let file = resolved.canonicalize().map_err(|_| missing())?;
+        if !file.starts_with(boundary) {
+            return Err(outside());
         }
+        files.push(file);
     }
     Ok((files, warnings))
 }

@@ -135,41 +135,90 @@ fn read_source(path: &Path) -> Result<(String, Parsed, usize), Vec<String>> {
             path.display()
         )]
     })?;
-
-    let mut queue = if root.is_dir() {
-        catalog_files_in(&root).map_err(|error| vec![format!("{}: {error:#}", root.display())])?
+    // Location targets must stay inside the folder being imported (or the
+    // folder of the file being imported), so importing someone else's
+    // repository cannot read files elsewhere on the machine.
+    let boundary = if root.is_dir() {
+        root.clone()
     } else {
-        vec![root.clone()]
+        root.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.clone())
+    };
+
+    let mut queue: Vec<(PathBuf, Strictness)> = if root.is_dir() {
+        let mut visited = HashSet::new();
+        catalog_files_in(&root, &mut visited)
+            .map_err(|error| vec![format!("{}: {error:#}", root.display())])?
+            .into_iter()
+            .map(|file| (file, Strictness::Discovered))
+            .collect()
+    } else {
+        vec![(root.clone(), Strictness::Named)]
     };
     queue.reverse();
 
     let mut parsed = Parsed::default();
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
+    let mut read = 0;
 
-    while let Some(file) = queue.pop() {
+    while let Some((file, strictness)) = queue.pop() {
+        let file = file.canonicalize().unwrap_or(file);
         if !seen.insert(file.clone()) {
             continue;
         }
-        match read_file(&file, &mut parsed) {
-            Ok(targets) => {
+        match read_file(&file, strictness, &boundary, &mut parsed) {
+            Ok(Some(targets)) => {
+                read += 1;
                 for target in targets {
-                    queue.push(target);
+                    queue.push((target, Strictness::Named));
                 }
             }
+            Ok(None) => {}
             Err(file_problems) => problems.extend(file_problems),
         }
     }
 
+    if read == 0 && problems.is_empty() {
+        problems.push(format!(
+            "{}: no catalog files found (Backstage YAML or Port JSON); nothing was changed, so \
+             check the path",
+            root.display()
+        ));
+    }
     if problems.is_empty() {
-        Ok((root.display().to_string(), parsed, seen.len()))
+        Ok((root.display().to_string(), parsed, read))
     } else {
         Err(problems)
     }
 }
 
-/// Lists catalog files under a folder, sorted, skipping hidden entries.
-fn catalog_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
+/// How a file reached the import, which decides what a non-catalog file
+/// means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Strictness {
+    /// Named on the command line or by a Location: it must be catalog data.
+    Named,
+    /// Found while walking a folder: a file that is plainly something else
+    /// (an OpenAPI document, docker-compose.yml, package.json) is skipped
+    /// with a warning.
+    Discovered,
+}
+
+/// Folders never walked: dependencies and build output, not catalog data.
+const SKIPPED_FOLDERS: &[&str] = &["node_modules", "target", "vendor"];
+
+/// Lists catalog files under a folder, sorted, skipping hidden entries and
+/// any folder already walked (symbolic links can form loops).
+fn catalog_files_in(folder: &Path, visited: &mut HashSet<PathBuf>) -> Result<Vec<PathBuf>> {
+    let canonical = folder
+        .canonicalize()
+        .with_context(|| format!("cannot read folder {}", folder.display()))?;
+    if !visited.insert(canonical) {
+        return Ok(Vec::new());
+    }
+
     let mut files = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(folder)
         .with_context(|| format!("cannot list folder {}", folder.display()))?
@@ -178,12 +227,14 @@ fn catalog_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
 
     for entry in entries {
         let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if hidden {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
             continue;
         }
         if path.is_dir() {
-            files.extend(catalog_files_in(&path)?);
+            if !SKIPPED_FOLDERS.contains(&name.as_str()) {
+                files.extend(catalog_files_in(&path, visited)?);
+            }
         } else if is_catalog_file(&path) {
             files.push(path);
         }
@@ -191,26 +242,47 @@ fn catalog_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn is_catalog_file(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|extension| extension.to_str()),
-        Some("yaml" | "yml" | "json")
-    )
+fn extension_of(path: &Path) -> String {
+    path.extension()
+        .and_then(|extension| extension.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
-/// Parses one file into `parsed`; returns Location targets to read next.
-fn read_file(file: &Path, parsed: &mut Parsed) -> Result<Vec<PathBuf>, Vec<String>> {
+fn is_catalog_file(path: &Path) -> bool {
+    matches!(extension_of(path).as_str(), "yaml" | "yml" | "json")
+}
+
+/// Parses one file into `parsed`; returns the Location targets to read
+/// next, or `None` when a discovered file is not catalog data.
+fn read_file(
+    file: &Path,
+    strictness: Strictness,
+    boundary: &Path,
+    parsed: &mut Parsed,
+) -> Result<Option<Vec<PathBuf>>, Vec<String>> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|error| vec![format!("{shown}: cannot read the file ({error})")])?;
 
-    let is_json = file.extension().and_then(|extension| extension.to_str()) == Some("json");
-    if is_json {
+    if extension_of(file) == "json" {
+        if strictness == Strictness::Discovered && !port::looks_like_port_data(&text) {
+            parsed
+                .warnings
+                .push(format!("{shown}: skipped: not Port blueprints or entities"));
+            return Ok(None);
+        }
         port::parse_file(&text, &shown, parsed)?;
-        Ok(Vec::new())
+        Ok(Some(Vec::new()))
     } else {
+        if strictness == Strictness::Discovered && !backstage::looks_like_descriptor(&text) {
+            parsed.warnings.push(format!(
+                "{shown}: skipped: not a Backstage descriptor (no apiVersion and kind)"
+            ));
+            return Ok(None);
+        }
         let base = file.parent().unwrap_or_else(|| Path::new("."));
-        backstage::parse_file(&text, &shown, base, parsed)
+        backstage::parse_file(&text, &shown, base, boundary, parsed).map(Some)
     }
 }
 
@@ -269,6 +341,9 @@ pub(crate) async fn apply(
         }
     }
 
+    // An entity defined under two paths of one import keeps its first
+    // definition, so importing the same paths again changes nothing.
+    let mut claimed: HashMap<EntityRef, String> = HashMap::new();
     for (source, parsed) in sources {
         report.warnings.extend(parsed.warnings);
         let mut seen = HashSet::new();
@@ -276,6 +351,16 @@ pub(crate) async fn apply(
 
         for doc in parsed.entities {
             let reference = EntityRef::new(&doc.blueprint, &doc.identifier);
+            if let Some(first) = claimed.get(&reference)
+                && *first != source.key
+            {
+                report.warnings.push(format!(
+                    "{reference} is defined in both {first} and {}; the definition in {first} is \
+                     kept",
+                    source.key
+                ));
+                continue;
+            }
             if !seen.insert(reference.clone()) {
                 report.warnings.push(format!(
                     "{reference} is defined more than once in {}; the first definition is kept",
@@ -283,6 +368,7 @@ pub(crate) async fn apply(
                 ));
                 continue;
             }
+            claimed.insert(reference.clone(), source.key.clone());
             if !stored_blueprints.contains_key(&doc.blueprint) {
                 let blueprint = implicit_blueprint(&doc.blueprint);
                 write_blueprint(connection, &blueprint, &source, now).await?;

@@ -40,7 +40,10 @@ pub(crate) fn parse_file(text: &str, shown: &str, parsed: &mut Parsed) -> Result
     for (index, item) in items.iter().enumerate() {
         let place = format!("{shown} (item {})", index + 1);
         let Value::Object(object) = item else {
-            problems.push(format!("{place}: expected a JSON object, found {item}"));
+            problems.push(format!(
+                "{place}: expected a JSON object, found {}",
+                describe(item)
+            ));
             continue;
         };
         let result = if object.get("blueprint").is_some_and(Value::is_string) {
@@ -74,7 +77,7 @@ fn top_level_items(root: &Value) -> Result<Vec<Value>, String> {
                 match object.get(key) {
                     Some(Value::Array(list)) => items.extend(list.iter().cloned()),
                     Some(other) if !other.is_null() => {
-                        return Err(format!("{key} must be a list, found {other}"));
+                        return Err(format!("{key} must be a list, found {}", describe(other)));
                     }
                     _ => {}
                 }
@@ -93,7 +96,8 @@ fn top_level_items(root: &Value) -> Result<Vec<Value>, String> {
             Ok(items)
         }
         other => Err(format!(
-            "expected a JSON array or object of Port blueprints or entities, found {other}"
+            "expected a JSON array or object of Port blueprints or entities, found {}",
+            describe(other)
         )),
     }
 }
@@ -118,7 +122,12 @@ fn parse_blueprint(object: &Map<String, Value>, place: &str) -> Result<Blueprint
             }
             Value::Object(schema.clone())
         }
-        Some(other) => return Err(format!("{place}: schema must be an object, found {other}")),
+        Some(other) => {
+            return Err(format!(
+                "{place}: schema must be an object, found {}",
+                describe(other)
+            ));
+        }
     };
 
     let mut relations = BTreeMap::new();
@@ -174,7 +183,8 @@ fn parse_entity(object: &Map<String, Value>, place: &str) -> Result<EntityDoc, S
         Some(Value::Object(properties)) => properties.clone(),
         Some(other) => {
             return Err(format!(
-                "{place}: properties must be an object, found {other}"
+                "{place}: properties must be an object, found {}",
+                describe(other)
             ));
         }
     };
@@ -201,7 +211,8 @@ fn parse_entity(object: &Map<String, Value>, place: &str) -> Result<EntityDoc, S
         }
         Some(other) => {
             return Err(format!(
-                "{place}: relations must be an object, found {other}"
+                "{place}: relations must be an object, found {}",
+                describe(other)
             ));
         }
     }
@@ -247,11 +258,14 @@ fn relation_identifiers(value: &Value) -> Result<Vec<String>, String> {
             .map(|item| {
                 item.as_str()
                     .map(|identifier| identifier.trim().to_string())
-                    .ok_or_else(|| format!("must hold identifiers (strings), found {item}"))
+                    .ok_or_else(|| {
+                        format!("must hold identifiers (strings), found {}", describe(item))
+                    })
             })
             .collect(),
         other => Err(format!(
-            "must be an identifier or a list of identifiers, found {other}"
+            "must be an identifier or a list of identifiers, found {}",
+            describe(other)
         )),
     }
 }
@@ -260,9 +274,51 @@ fn non_empty<'a>(value: Option<&'a Value>, place: &str, field: &str) -> Result<&
     match value {
         Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.trim()),
         Some(other) => Err(format!(
-            "{place}: {field} must be a non-empty string, found {other}"
+            "{place}: {field} must be a non-empty string, found {}",
+            describe(other)
         )),
         None => Err(format!("{place}: {field} is missing")),
+    }
+}
+
+/// Describes a JSON value for an error message: its kind and, for a short
+/// one, the value itself, so an error never repeats a huge input.
+fn describe(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    let text = value.to_string();
+    if text.chars().count() <= 60 {
+        format!("{kind} {text}")
+    } else {
+        kind.to_string()
+    }
+}
+
+/// Reports whether JSON text looks like Port data: blueprints or entities
+/// (objects with an `identifier`), or a wrapper with `entities` or
+/// `blueprints`. Files found while walking a folder that do not are skipped.
+pub(super) fn looks_like_port_data(text: &str) -> bool {
+    let Ok(root) = serde_json::from_str::<Value>(text) else {
+        // Broken JSON is reported by the parser, not skipped.
+        return true;
+    };
+    let is_item = |value: &Value| value.get("identifier").is_some();
+    match &root {
+        Value::Array(items) => !items.is_empty() && items.iter().all(is_item),
+        Value::Object(object) => {
+            object.contains_key("entities")
+                || object.contains_key("blueprints")
+                || object.contains_key("entity")
+                || object.contains_key("blueprint")
+                || is_item(&root)
+        }
+        _ => false,
     }
 }
 

@@ -32,6 +32,18 @@ pub(super) fn linked(link: &Value) -> String {
     }
 }
 
+/// Quotes words from the question, cut to 60 characters so a long question
+/// is never echoed back whole.
+pub(super) fn quoted(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= 60 {
+        format!("“{text}”")
+    } else {
+        let cut: String = text.chars().take(57).collect();
+        format!("“{}…”", cut.trim_end())
+    }
+}
+
 /// Joins items as "a, b and c".
 pub(super) fn join(items: &[String]) -> String {
     match items {

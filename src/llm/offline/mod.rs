@@ -53,18 +53,26 @@ impl LlmBackend for OfflineBackend {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let conversation = Conversation::read(request);
         let offered: Vec<String> = request.tools.iter().map(|tool| tool.name.clone()).collect();
-        let mut replay = Replay::new(&conversation.exchanges, offered);
+        let exchange_count = conversation.exchanges.len();
 
-        let outcome = plan::answer(
-            &mut replay,
-            &conversation.question,
-            &conversation.earlier_questions,
-        );
+        // Planning is CPU work; it runs off the async workers so it never
+        // holds up other questions or Slack acks.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut replay = Replay::new(&conversation.exchanges, offered);
+            plan::answer(
+                &mut replay,
+                &planning_text(&conversation.question),
+                &conversation.earlier_questions,
+            )
+        })
+        .await
+        .map_err(|error| LlmError::BadResponse(format!("the offline planner failed: {error}")))?;
+
         let text = match outcome {
             Ok(answer) => answer,
             Err(Stop::Pending { name, arguments }) if request.tool_choice == ToolChoice::Auto => {
                 let call = ToolCall {
-                    id: format!("offline-{}", conversation.exchanges.len() + 1),
+                    id: format!("offline-{}", exchange_count + 1),
                     name,
                     arguments: arguments.to_string(),
                 };
@@ -84,6 +92,14 @@ impl LlmBackend for OfflineBackend {
             tool_calls: Vec::new(),
         })
     }
+}
+
+/// Questions longer than this are planned on their start only: the
+/// patterns need a sentence, and a pasted log would only slow them down.
+const MAX_PLANNED_CHARS: usize = 300;
+
+fn planning_text(question: &str) -> String {
+    question.chars().take(MAX_PLANNED_CHARS).collect()
 }
 
 /// Rough token counts (four characters a token), so offline invocations

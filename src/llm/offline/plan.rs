@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::format::{help, join, label, label_of, linked, value_text};
+use super::format::{help, join, label, label_of, linked, quoted, value_text};
 use super::intent::{self, Intent};
 use super::vocabulary::{Property, Vocabulary, property_in};
 use super::{Replay, Stop};
@@ -132,7 +132,8 @@ fn look_up(replay: &mut Replay, subject: &str) -> Step<Option<Lookup>> {
                 .collect();
             let labels: Vec<String> = closest.iter().map(|entity| label_of(entity)).collect();
             let preface = format!(
-                "I found no entity named exactly “{subject}”; the closest {} {}.",
+                "I found no entity named exactly {}; the closest {} {}.",
+                quoted(subject),
                 if closest.len() == 1 {
                     "match is"
                 } else {
@@ -145,7 +146,8 @@ fn look_up(replay: &mut Replay, subject: &str) -> Step<Option<Lookup>> {
         1 => (exact, None),
         count => {
             let preface = format!(
-                "“{subject}” matches {count} entities: {}.",
+                "{} matches {count} entities: {}.",
+                quoted(subject),
                 join(
                     &exact
                         .iter()
@@ -248,62 +250,136 @@ fn owner(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
 }
 
 fn owned(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
-    per_entity(replay, subject, question, |detail| {
-        let owned: Vec<&Value> = links(detail, "referenced_by")
+    let Some(lookup) = look_up(replay, subject)? else {
+        return query(replay, &intent::normalize(question), Mode::List);
+    };
+    let mut parts: Vec<String> = lookup.preface.clone().into_iter().collect();
+    for detail in &lookup.details {
+        let listed: Vec<&Value> = links(detail, "referenced_by")
             .into_iter()
             .filter(|link| link.get("relation").and_then(Value::as_str) == Some("ownedBy"))
             .collect();
+        let mut owned: Vec<(String, String)> = listed
+            .iter()
+            .filter_map(|link| link.get("source"))
+            .map(|source| (kind_of_link(source), linked(source)))
+            .collect();
+        let mut total = owned.len();
+        if is_cut(detail, "referenced_by") {
+            // The detail lists only part of what points at the entity.
+            let (found, found_total) = related_search(replay, "ownedBy", detail)?;
+            owned = found;
+            total = found_total;
+        }
         if owned.is_empty() {
-            return format!("{} owns nothing in the catalog.", label_of(detail));
+            parts.push(format!("{} owns nothing in the catalog.", label_of(detail)));
+            continue;
         }
         let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for link in &owned {
-            let Some(source) = link.get("source") else {
-                continue;
-            };
-            let reference = source.get("ref").and_then(Value::as_str).unwrap_or("?");
-            let kind = reference
-                .split_once(':')
-                .map_or("", |(kind, _)| kind)
-                .to_string();
-            by_kind.entry(kind).or_default().push(linked(source));
+        for (kind, label) in &owned {
+            by_kind.entry(kind.clone()).or_default().push(label.clone());
         }
-        let mut lines = vec![format!(
+        parts.push(format!(
             "{} owns {}:",
             label_of(detail),
-            count_words(owned.len(), "entity", "entities")
-        )];
+            count_words(total, "entity", "entities")
+        ));
         for (kind, items) in by_kind {
-            lines.push(format!("- {kind}: {}", join(&items)));
+            parts.push(format!("- {kind}: {}", join(&items)));
         }
-        lines.push(more_note(detail, owned.len()));
-        lines.retain(|line| !line.is_empty());
-        lines.join("\n")
-    })
+        if total > owned.len() {
+            parts.push(format!("(showing {} of {total})", owned.len()));
+        }
+    }
+    Ok(parts.join("\n"))
 }
 
 fn members(replay: &mut Replay, subject: &str, question: &str) -> Step<String> {
-    per_entity(replay, subject, question, |detail| {
+    let Some(lookup) = look_up(replay, subject)? else {
+        return query(replay, &intent::normalize(question), Mode::List);
+    };
+    let mut parts: Vec<String> = lookup.preface.clone().into_iter().collect();
+    for detail in &lookup.details {
         let mut members = incoming(detail, &["memberOf"]);
+        let mut total = members.len();
+        if is_cut(detail, "referenced_by") {
+            let (found, found_total) = related_search(replay, "memberOf", detail)?;
+            members = found.into_iter().map(|(_, label)| label).collect();
+            total = found_total;
+        }
         for member in outgoing(detail, &["hasMember"]) {
             if !members.contains(&member) {
                 members.push(member);
+                total += 1;
             }
         }
         if members.is_empty() {
-            format!(
+            parts.push(format!(
                 "{} has no members recorded in the catalog.",
                 label_of(detail)
-            )
+            ));
         } else {
-            format!(
-                "{} has {}: {}.",
+            let more = if total > members.len() {
+                format!(" (showing {} of {total})", members.len())
+            } else {
+                String::new()
+            };
+            parts.push(format!(
+                "{} has {}: {}{more}.",
                 label_of(detail),
-                count_words(members.len(), "member", "members"),
+                count_words(total, "member", "members"),
                 join(&members)
-            )
+            ));
         }
-    })
+    }
+    Ok(parts.join("\n"))
+}
+
+/// Reports whether an entity detail lists fewer links than exist.
+fn is_cut(detail: &Value, key: &str) -> bool {
+    let listed = links(detail, key).len() as u64;
+    let total_key = format!("{key}_total");
+    detail
+        .get(&total_key)
+        .and_then(Value::as_u64)
+        .is_some_and(|total| total > listed)
+}
+
+/// Lists the entities whose `relation` points at the entity, through a
+/// search with a relation filter; returns (kind, label) pairs and the total.
+fn related_search(
+    replay: &mut Replay,
+    relation: &str,
+    detail: &Value,
+) -> Step<(Vec<(String, String)>, usize)> {
+    let identifier = detail
+        .get("identifier")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let arguments = json!({ "filters": { relation: identifier }, "limit": MAX_LISTED });
+    let response = match replay.call("search_entities", arguments)? {
+        Ok(response) => response,
+        Err(_) => return Ok((Vec::new(), 0)),
+    };
+    let results = results_of(&response);
+    let total = response
+        .get("total")
+        .and_then(Value::as_u64)
+        .unwrap_or(results.len() as u64) as usize;
+    let found = results
+        .iter()
+        .map(|result| (kind_of_link(result), label_of(result)))
+        .collect();
+    Ok((found, total))
+}
+
+/// The blueprint part of an entity's reference.
+fn kind_of_link(entity: &Value) -> String {
+    let reference = entity.get("ref").and_then(Value::as_str).unwrap_or("?");
+    reference
+        .split_once(':')
+        .map_or("", |(kind, _)| kind)
+        .to_string()
 }
 
 fn dependencies(
@@ -411,7 +487,8 @@ fn find(replay: &mut Replay, text: &str, question: &str) -> Step<String> {
         })
         .collect();
     Ok(format!(
-        "These entities best match “{text}”:\n{}",
+        "These entities best match {}:\n{}",
+        quoted(text),
         lines.join("\n")
     ))
 }
@@ -467,7 +544,8 @@ fn property_of(replay: &mut Replay, property: &str, subject: &str, question: &st
         let described: Vec<String> = lookup.details.iter().map(describe_detail).collect();
         let mut parts: Vec<String> = lookup.preface.into_iter().collect();
         parts.push(format!(
-            "I found no property called “{property}”; here is what the catalog holds:"
+            "I found no property called {}; here is what the catalog holds:",
+            quoted(property)
         ));
         parts.extend(described);
         return Ok(parts.join("\n\n"));
@@ -477,8 +555,9 @@ fn property_of(replay: &mut Replay, property: &str, subject: &str, question: &st
     parts.extend(answers);
     for detail in missing {
         parts.push(format!(
-            "{} has no “{property}” recorded.",
-            label_of(detail)
+            "{} has no {} recorded.",
+            label_of(detail),
+            quoted(property)
         ));
     }
     Ok(parts.join("\n"))
@@ -1171,7 +1250,7 @@ fn run_list(
 fn describe_conditions(plan: &ListPlan) -> String {
     let mut conditions = plan.conditions.clone();
     if let Some(text) = &plan.free_text {
-        conditions.push(format!("matching “{text}”"));
+        conditions.push(format!("matching {}", quoted(text)));
     }
     if conditions.is_empty() {
         String::new()
@@ -1424,17 +1503,4 @@ fn plural(title: &str, count: usize) -> String {
 
 fn count_words(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
-}
-
-fn more_note(detail: &Value, shown: usize) -> String {
-    let total = detail
-        .get("referenced_by_total")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as usize;
-    let listed = links(detail, "referenced_by").len();
-    if total > listed && shown > 0 {
-        format!("(The catalog lists {total} references to it; only the first {listed} were read.)")
-    } else {
-        String::new()
-    }
 }
