@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -45,9 +44,6 @@ pub struct Bot {
     /// Answers in progress by invocation id. A std mutex: it is never held
     /// across an await.
     in_flight: Mutex<HashMap<String, InFlight>>,
-    /// Cancelled when the shutdown grace period ends: from then on, running
-    /// answers are marked interrupted and must not post.
-    abandoned: CancellationToken,
 }
 
 impl Bot {
@@ -60,14 +56,12 @@ impl Bot {
             tasks: TaskTracker::new(),
             permits,
             in_flight: Mutex::new(HashMap::new()),
-            abandoned: CancellationToken::new(),
         }
     }
 
     /// Marks every answer still running as interrupted and tells each asker;
     /// called when the shutdown grace period is over.
     pub async fn abandon_in_flight(&self) {
-        self.abandoned.cancel();
         let running: Vec<(String, InFlight)> = self
             .in_flight
             .lock()
@@ -105,8 +99,14 @@ impl Bot {
     }
 
     fn track(&self, invocation_id: &str, flight: InFlight) {
-        if let Ok(mut map) = self.in_flight.lock() {
-            map.insert(invocation_id.to_string(), flight);
+        match self.in_flight.lock() {
+            Ok(mut map) => {
+                map.insert(invocation_id.to_string(), flight);
+            }
+            Err(_) => warn!(
+                invocation_id,
+                "in-flight registry unusable; shutdown cannot tell this asker"
+            ),
         }
     }
 

@@ -319,12 +319,14 @@ pub(crate) async fn apply(
 
     // Every blueprint first, so entities in any source can resolve against
     // blueprints from any other.
+    let mut written_blueprints = HashSet::new();
     for (source, parsed) in &sources {
         for blueprint in &parsed.blueprints {
             let merged = merge_blueprint(stored_blueprints.get(&blueprint.identifier), blueprint);
             write_blueprint(connection, &merged, source, now).await?;
+            written_blueprints.insert(merged.identifier.clone());
+            report.blueprints = written_blueprints.len();
             stored_blueprints.insert(merged.identifier.clone(), merged);
-            report.blueprints += 1;
         }
     }
 

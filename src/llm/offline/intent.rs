@@ -144,7 +144,7 @@ fn capture(pattern: &Regex, text: &str) -> Option<String> {
 
 static LEADING_FILLER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(?:(?:hey|hi|hello|yo|ok|okay|so|quick question)[,!:]?\s+|(?:please|pls|plz)\s+|(?:can|could|would) you (?:please |pls )?(?:tell me|let me know|check|look up|find out|find)?\s*|(?:do you know|does anyone know|any idea|i(?:'d| would) like to know|i want to know|i need to know|i wonder|wondering)\s+|(?:tell me|let me know)\s+(?:who|what|which|how|when|if|whether)\b\s*)",
+        r"^(?:@(?:here|channel|everyone)[,:]?\s+|(?:hey|hi|hello|yo|ok|okay|so|quick question)[,!:]?\s+|(?:please|pls|plz)\s+|(?:can|could|would) you (?:please |pls )?(?:tell me|let me know|check|look up|find out|find)?\s*|(?:do you know|does anyone know|any idea|i(?:'d| would) like to know|i want to know|i need to know|i wonder|wondering)\s+|(?:tell me|let me know)\s+(?:who|what|which|how|when|if|whether)\b\s*)",
     )
     .expect("the leading filler pattern is valid")
 });
