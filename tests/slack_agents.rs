@@ -767,7 +767,12 @@ async fn feedback_is_stored_once_per_user() {
         .bot
         .send(feedback_click(&invocation.id, "U0ALICE001", "feedback_up"))
         .await;
-    assert!(ack.latency < std::time::Duration::from_secs(1));
+    // Slack allows 3 s; a loaded test machine gets some slack below that.
+    assert!(
+        ack.latency < std::time::Duration::from_millis(2_500),
+        "ack took {:?}",
+        ack.latency
+    );
     setup
         .bot
         .send(feedback_click(&invocation.id, "U0ALICE001", "feedback_up"))

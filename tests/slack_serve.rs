@@ -287,7 +287,7 @@ async fn envelope_is_acked_while_a_slow_answer_runs() {
         .await
         .expect("acked");
     assert!(
-        ack.latency < Duration::from_secs(1),
+        ack.latency < Duration::from_millis(2_500),
         "ack took {:?}",
         ack.latency
     );
