@@ -101,6 +101,7 @@ async fn migrations_apply_on_fresh_database_and_again(database: TestDatabase) {
         "usage_counters",
         "feedback",
         "leases",
+        "action_runs",
         "slack_dedupe",
     ] {
         let sql = format!("SELECT COUNT(*) AS n FROM {table}");

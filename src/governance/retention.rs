@@ -72,11 +72,13 @@ pub struct RetentionReport {
     /// Votes whose invocation no longer exists.
     pub feedback: u64,
     pub usage_counters: u64,
+    /// Finished action runs created before the cutoff.
+    pub action_runs: u64,
 }
 
 /// Deletes invocations older than `retention.days`, the feedback of
-/// invocations that no longer exist, and usage counter windows older than
-/// two days.
+/// invocations that no longer exist, finished action runs older than
+/// `retention.days`, and usage counter windows older than two days.
 pub async fn run_once(
     store: &Store,
     clock: &SharedClock,
@@ -101,12 +103,14 @@ pub async fn run_once(
         .await
         .context("could not delete usage counters")?
         .rows_affected();
+    let action_runs = crate::store::action_runs::delete_finished_before(store, cutoff).await?;
 
     Ok(RetentionReport {
         cutoff,
         invocations,
         feedback,
         usage_counters,
+        action_runs,
     })
 }
 

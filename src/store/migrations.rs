@@ -24,6 +24,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_governance.sql"),
         include_str!("../../migrations/postgres/0002_governance.sql"),
     ),
+    (
+        3,
+        "action runs",
+        include_str!("../../migrations/sqlite/0003_action_runs.sql"),
+        include_str!("../../migrations/postgres/0003_action_runs.sql"),
+    ),
 ];
 
 /// Number of migrations embedded in this build.

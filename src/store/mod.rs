@@ -8,6 +8,7 @@
 //! limited to what `Any` carries: `i64`, `f64`, `String` and `NULL`. Times are
 //! milliseconds since the Unix epoch and JSON documents are text.
 
+pub mod action_runs;
 pub mod audit;
 pub mod dedupe;
 pub mod feedback;
