@@ -184,6 +184,7 @@ pub async fn run_periodically(
                 invocations = report.invocations,
                 feedback = report.feedback,
                 usage_counters = report.usage_counters,
+                action_runs = report.action_runs,
                 cutoff = report.cutoff,
                 "retention run finished"
             ),
