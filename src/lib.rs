@@ -19,6 +19,7 @@
 //!   clock that time-based logic reads.
 //! - [`audit`]: the `invocations list` and `invocations export` commands.
 
+pub mod actions;
 pub mod agent;
 pub mod app;
 pub mod audit;

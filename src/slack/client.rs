@@ -54,13 +54,29 @@ pub fn build_client(api_url: &str) -> Result<Arc<SlackHyperClient>> {
 pub struct SlackApi {
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
+    /// Answers of `users.info` and `users.lookupByEmail`, shared by clones.
+    people: Arc<PeopleCache>,
 }
+
+/// Cached user lookups. Std mutexes: never held across an await.
+#[derive(Default)]
+struct PeopleCache {
+    /// User id to (read at, is a bot).
+    bots: std::sync::Mutex<std::collections::HashMap<String, (tokio::time::Instant, bool)>>,
+    /// Lower-cased e-mail to (read at, user id if any).
+    emails:
+        std::sync::Mutex<std::collections::HashMap<String, (tokio::time::Instant, Option<String>)>>,
+}
+
+/// How long a user lookup is trusted.
+const PEOPLE_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl SlackApi {
     pub fn new(client: Arc<SlackHyperClient>, bot_token: &Secret) -> Self {
         Self {
             client,
             token: SlackApiToken::new(bot_token.expose().into()),
+            people: Arc::new(PeopleCache::default()),
         }
     }
 
@@ -195,5 +211,117 @@ impl crate::agent::access::GroupDirectory for SlackApi {
             .into_iter()
             .map(|user| user.to_string())
             .collect())
+    }
+}
+
+impl SlackApi {
+    /// Replaces the text and blocks of one of the bot's messages.
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: Vec<SlackBlock>,
+    ) -> Result<()> {
+        let content = SlackMessageContent::new()
+            .with_text(text.to_string())
+            .with_blocks(blocks);
+        let request = SlackApiChatUpdateRequest::new(channel.into(), content, ts.into());
+        let mut attempt = 1;
+        loop {
+            let session = self.client.open_session(&self.token);
+            match session.chat_update(&request).await {
+                Ok(_) => return Ok(()),
+                Err(SlackClientError::RateLimitError(limit))
+                    if attempt < MAX_RATE_LIMIT_ATTEMPTS =>
+                {
+                    let wait = limit.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                    warn!(
+                        channel,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "Slack rate-limited chat.update; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context("chat.update failed")),
+            }
+        }
+    }
+
+    /// Finds the Slack user with this e-mail address (`users.lookupByEmail`,
+    /// scope `users:read.email`); `None` when nobody has it.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<String>> {
+        let key = email.trim().to_lowercase();
+        if let Ok(cache) = self.people.emails.lock()
+            && let Some((read_at, user)) = cache.get(&key)
+            && read_at.elapsed() < PEOPLE_CACHE_TTL
+        {
+            return Ok(user.clone());
+        }
+        let request = SlackApiUsersLookupByEmailRequest::new(EmailAddress(key.clone()));
+        let found = match self
+            .client
+            .open_session(&self.token)
+            .users_lookup_by_email(&request)
+            .await
+        {
+            Ok(response) => Some(response.user.id.to_string()),
+            Err(SlackClientError::ApiError(error)) if error.code == "users_not_found" => None,
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context("users.lookupByEmail failed"));
+            }
+        };
+        if let Ok(mut cache) = self.people.emails.lock() {
+            cache.insert(key, (tokio::time::Instant::now(), found.clone()));
+        }
+        Ok(found)
+    }
+
+    /// Reports whether a user is a bot or an app (`users.info`).
+    pub async fn is_bot(&self, user: &str) -> Result<bool> {
+        if let Ok(cache) = self.people.bots.lock()
+            && let Some((read_at, is_bot)) = cache.get(user)
+            && read_at.elapsed() < PEOPLE_CACHE_TTL
+        {
+            return Ok(*is_bot);
+        }
+        let request = SlackApiUsersInfoRequest::new(user.into());
+        let response = self
+            .client
+            .open_session(&self.token)
+            .users_info(&request)
+            .await
+            .with_context(|| format!("users.info failed for {user}"))?;
+        let flags = serde_json::to_value(&response.user).unwrap_or_default();
+        let is_bot = flags
+            .get("is_bot")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+            || flags
+                .get("is_app_user")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+        if let Ok(mut cache) = self.people.bots.lock() {
+            cache.insert(user.to_string(), (tokio::time::Instant::now(), is_bot));
+        }
+        Ok(is_bot)
+    }
+}
+
+/// The Slack side of approvals: user groups, e-mail lookups and bot checks.
+#[async_trait::async_trait]
+impl crate::actions::approval::People for SlackApi {
+    async fn group_members(&self, group: &str) -> Result<std::collections::HashSet<String>> {
+        crate::agent::access::GroupDirectory::members(self, group).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<String>> {
+        SlackApi::user_by_email(self, email).await
+    }
+
+    async fn is_bot(&self, user: &str) -> Result<bool> {
+        SlackApi::is_bot(self, user).await
     }
 }

@@ -11,6 +11,7 @@
 //! - [`serve`]: `agentdesk serve`, start-up and shutdown.
 
 pub mod blocks;
+pub mod cards;
 pub mod client;
 pub mod commands;
 pub mod events;

@@ -191,6 +191,7 @@ fn find_method(method: &str) -> Option<Method> {
         "reactions.add" => reactions_add,
         "conversations.replies" => conversations_replies,
         "users.info" => users_info,
+        "users.lookupByEmail" => users_lookup_by_email,
         "usergroups.users.list" => usergroups_users_list,
         "assistant.threads.setStatus" => assistant_threads_set_status,
         "assistant.threads.setSuggestedPrompts" => assistant_threads_set_suggested_prompts,
@@ -505,6 +506,26 @@ fn users_info(shared: &Shared, params: &Params) -> MethodResult {
     let id = text_param(params, "user").ok_or("user_not_found")?;
     let user = shared.web_api().users.get(id).cloned();
     let user = user.ok_or("user_not_found")?;
+    Ok(json!({ "user": user }))
+}
+
+/// Finds a user set with [`SlackStandin::set_user`] by `profile.email`,
+/// ignoring case, as Slack does.
+fn users_lookup_by_email(shared: &Shared, params: &Params) -> MethodResult {
+    let email = text_param(params, "email")
+        .ok_or("invalid_arguments")?
+        .to_lowercase();
+    let web_api = shared.web_api();
+    let user = web_api
+        .users
+        .values()
+        .find(|user| {
+            user.pointer("/profile/email")
+                .and_then(Value::as_str)
+                .is_some_and(|found| found.to_lowercase() == email)
+        })
+        .cloned();
+    let user = user.ok_or("users_not_found")?;
     Ok(json!({ "user": user }))
 }
 

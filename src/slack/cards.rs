@@ -1,0 +1,176 @@
+//! Block Kit cards for action runs: the approval card with its buttons,
+//! and the same card once decided, running, finished or expired.
+
+use slack_morphism::prelude::*;
+
+use super::mrkdwn::escape_mrkdwn;
+use crate::store::action_runs::{ActionRun, RunStatus};
+
+/// `action_id` of the Approve button.
+pub const APPROVE: &str = "action_approve";
+/// `action_id` of the Reject button.
+pub const REJECT: &str = "action_reject";
+
+/// Section fields per block; Slack allows 10.
+const MAX_FIELDS: usize = 10;
+
+/// The card for a run waiting for approval, with its text fallback.
+pub fn approval_card(
+    run: &ActionRun,
+    action_title: &str,
+    approvers: &str,
+) -> (String, Vec<SlackBlock>) {
+    let fallback = format!(
+        "Approval needed: {} requested by <@{}>",
+        action_title, run.requester
+    );
+    let mut blocks = vec![heading(&format!(
+        ":raised_hand: *Approval needed:* {}",
+        escape_mrkdwn(action_title)
+    ))];
+    blocks.extend(details(run));
+    blocks.push(context(&format!(
+        "Requested by <@{}> · approvers: {approvers} · run `{}`",
+        run.requester, run.id
+    )));
+    blocks.push(buttons(&run.id));
+    (fallback, blocks)
+}
+
+/// The card once the run left `waiting_for_approval`: no buttons, and a
+/// line saying what happened.
+pub fn settled_card(run: &ActionRun, action_title: &str) -> (String, Vec<SlackBlock>) {
+    let status = status_line(run);
+    let fallback = format!("{action_title}: {}", strip_mrkdwn(&status));
+    let mut blocks = vec![heading(&format!("*{}*", escape_mrkdwn(action_title)))];
+    blocks.extend(details(run));
+    blocks.push(text_block(&status));
+    blocks.push(context(&format!(
+        "Requested by <@{}> · run `{}`",
+        run.requester, run.id
+    )));
+    (fallback, blocks)
+}
+
+/// Says where a run is, in mrkdwn.
+pub fn status_line(run: &ActionRun) -> String {
+    let decider = run
+        .decider
+        .as_deref()
+        .map(|decider| {
+            if decider == "automatic" {
+                "automatically".to_string()
+            } else {
+                format!("by <@{decider}>")
+            }
+        })
+        .unwrap_or_default();
+    let when = |millis: Option<i64>| millis.map(utc_time).unwrap_or_default();
+    let result = || {
+        let mut line = run
+            .summary
+            .clone()
+            .map(|summary| escape_mrkdwn(&summary))
+            .unwrap_or_default();
+        if let Some(link) = &run.link {
+            line.push_str(&format!(" · <{link}|view run>"));
+        }
+        line
+    };
+    match run.status {
+        RunStatus::WaitingForApproval => "Waiting for approval".to_string(),
+        RunStatus::Rejected => format!(":no_entry: Rejected {decider} at {}", when(run.decided_at)),
+        RunStatus::Expired => format!(
+            ":hourglass: Expired at {} with no decision",
+            when(run.finished_at)
+        ),
+        RunStatus::InProgress => format!(
+            ":arrows_counterclockwise: Approved {decider} at {} · running…",
+            when(run.decided_at)
+        ),
+        RunStatus::Success => format!(
+            ":white_check_mark: Approved {decider} at {} · succeeded: {}",
+            when(run.decided_at),
+            result()
+        ),
+        RunStatus::Failure => format!(
+            ":x: Approved {decider} at {} · failed: {}",
+            when(run.decided_at),
+            result()
+        ),
+    }
+}
+
+fn heading(mrkdwn: &str) -> SlackBlock {
+    text_block(mrkdwn)
+}
+
+fn text_block(mrkdwn: &str) -> SlackBlock {
+    SlackSectionBlock::new().with_text(md!("{}", mrkdwn)).into()
+}
+
+fn context(mrkdwn: &str) -> SlackBlock {
+    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
+        SlackBlockMarkDownText::new(mrkdwn.to_string()),
+    )])
+    .into()
+}
+
+/// The target and each input as section fields.
+fn details(run: &ActionRun) -> Vec<SlackBlock> {
+    let mut fields: Vec<SlackBlockText> = Vec::new();
+    if let Some(target) = &run.target_ref {
+        let shown = match &run.target_title {
+            Some(title) if !title.is_empty() => {
+                format!("{} (`{}`)", escape_mrkdwn(title), escape_mrkdwn(target))
+            }
+            _ => format!("`{}`", escape_mrkdwn(target)),
+        };
+        fields.push(md!("*Target*\n{}", shown));
+    }
+    for (name, value) in &run.inputs {
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let text: String = text.chars().take(1_900).collect();
+        fields.push(md!("*{}*\n{}", escape_mrkdwn(name), escape_mrkdwn(&text)));
+    }
+    fields
+        .chunks(MAX_FIELDS)
+        .map(|chunk| SlackSectionBlock::new().with_fields(chunk.to_vec()).into())
+        .collect()
+}
+
+fn buttons(run_id: &str) -> SlackBlock {
+    let approve = SlackBlockButtonElement::new(pt!("Approve"))
+        .with_action_id(APPROVE.into())
+        .with_value(run_id.to_string())
+        .with_style(SlackBlockButtonStyle::Primary);
+    let reject = SlackBlockButtonElement::new(pt!("Reject"))
+        .with_action_id(REJECT.into())
+        .with_value(run_id.to_string())
+        .with_style(SlackBlockButtonStyle::Danger);
+    SlackActionsBlock::new(vec![
+        SlackActionBlockElement::Button(approve),
+        SlackActionBlockElement::Button(reject),
+    ])
+    .with_block_id(format!("run-{run_id}").into())
+    .into()
+}
+
+/// Formats milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_time(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|time| time.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| millis.to_string())
+}
+
+/// A plain version of a status line for notification text.
+fn strip_mrkdwn(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|word| !(word.starts_with(':') && word.ends_with(':')))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('*', "")
+}
