@@ -32,6 +32,27 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The environment variables the settings were read from. Its `Debug` names
+/// no value, because values include secrets.
+#[derive(Clone, Default)]
+pub struct EnvSnapshot(std::sync::Arc<HashMap<String, String>>);
+
+impl EnvSnapshot {
+    /// A variable's value; empty values count as unset.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    }
+}
+
+impl fmt::Debug for EnvSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnvSnapshot({} variables)", self.0.len())
+    }
+}
+
 /// Which model backend answers questions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -160,6 +181,9 @@ pub struct Settings {
     /// `AGENTDESK_MAX_CONCURRENT_INVOCATIONS`, default 1024: questions
     /// answered at the same time; further ones wait for a free slot.
     pub max_concurrent_invocations: usize,
+    /// Every variable the settings were read from, for parts that name
+    /// their own variables (an action's secret, a token for GitHub).
+    pub env: EnvSnapshot,
     /// `AGENTDESK_RETENTION_INTERVAL_SECS`, default 3600: how often `serve`
     /// deletes invocations past the retention period.
     pub retention_interval: Duration,
@@ -235,6 +259,7 @@ impl Settings {
             )?,
             shutdown_grace: env.seconds("AGENTDESK_SHUTDOWN_GRACE_SECS", 20)?,
             retention_interval: env.seconds("AGENTDESK_RETENTION_INTERVAL_SECS", 3_600)?,
+            env: EnvSnapshot(std::sync::Arc::new(vars.clone())),
         })
     }
 }
