@@ -9,6 +9,7 @@
 //! - [`slack`]: Socket Mode listener, event filtering and dedupe, reply
 //!   formatting (Markdown to mrkdwn, splitting under Slack's limits).
 //! - [`agent`]: the built-in agent and the tool-calling loop with its budgets.
+//! - [`actions`]: self-service actions, starting with their input schema.
 //! - [`llm`]: the [`llm::LlmBackend`] trait and the offline, OpenAI and
 //!   Anthropic backends.
 //! - [`tools`]: catalog lookups offered to the model, with JSON schemas.
