@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod action_executors;
 mod agent_loop;
 mod agents_file;
 mod audit;
