@@ -19,6 +19,7 @@
 //! - [`config`] and [`clock`]: settings from the environment and the one
 //!   clock that time-based logic reads.
 //! - [`audit`]: the `invocations list` and `invocations export` commands.
+//! - [`actions`]: self-service actions and the executors that run them.
 
 pub mod actions;
 pub mod agent;

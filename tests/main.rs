@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod action_executors;
 mod action_inputs;
 mod agent_loop;
 mod agents_file;

@@ -6,12 +6,16 @@
 //! - [`slack`]: the Slack Web API and Socket Mode.
 //! - [`openai`]: the OpenAI Chat Completions API.
 //! - [`anthropic`]: the Anthropic Messages API.
+//! - [`webhook`]: a receiver for agentdesk's signed action webhooks.
+//! - [`github`]: GitHub Actions workflow dispatch and the runs list.
 //!
 //! Both model stand-ins are scripted with [`Reply`] values.
 
 pub mod anthropic;
+pub mod github;
 pub mod openai;
 mod script;
 pub mod slack;
+pub mod webhook;
 
 pub use script::Reply;
