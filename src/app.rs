@@ -23,6 +23,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use tracing::{Span, error, info, instrument, warn};
 
+use crate::actions::proposal::{Proposal, ProposalSession};
 use crate::agent::access::AccessControl;
 use crate::agent::agents_file::AgentsFile;
 use crate::agent::router::{Route, RouteReason};
@@ -125,6 +126,12 @@ pub struct Answer {
     /// marked interrupted first (shutdown), so the asker was already told.
     #[serde(skip)]
     pub recorded: bool,
+    /// Ids of the action runs proposed while answering.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proposed_runs: Vec<String>,
+    /// The proposals themselves, for the front end to post or run.
+    #[serde(skip)]
+    pub proposals: Vec<Proposal>,
 }
 
 impl App {
@@ -132,7 +139,8 @@ impl App {
     /// reads the agents file and builds each agent's model backend.
     pub async fn start(settings: Settings, clock: SharedClock) -> Result<Self> {
         let tools = ToolRegistry::catalog_tools();
-        let agents_file = AgentsFile::load(settings.agents_file.as_deref(), &tools.names())?;
+        let env = |name: &str| settings.env.get(name);
+        let agents_file = AgentsFile::load(settings.agents_file.as_deref(), &tools.names(), &env)?;
         let agents = Agents::build(&agents_file, &settings, &tools)?;
 
         let store = Store::connect(&settings.database_url).await?;
@@ -263,6 +271,8 @@ impl App {
             error: None,
             refusal: None,
             recorded: false,
+            proposed_runs: Vec::new(),
+            proposals: Vec::new(),
         };
 
         let key = RequestKey {
@@ -350,9 +360,23 @@ impl App {
             return Ok(answer);
         }
 
+        let session = Arc::new(ProposalSession::new(
+            self.store.clone(),
+            self.clock.clone(),
+            invocation_id.clone(),
+            agent.id.clone(),
+            question
+                .user_id
+                .clone()
+                .unwrap_or_else(|| "cli".to_string()),
+            question.team_id.clone(),
+            question.channel_id.clone(),
+            question.thread_ts.clone(),
+        ));
         let context = ToolContext {
             catalog: self.catalog.clone(),
             scope: agent.scope.clone(),
+            session: Some(session.clone()),
         };
         let result = runner::run(
             agent.backend.as_ref(),
@@ -411,6 +435,12 @@ impl App {
             warn!(error = %format!("{error:#}"), "could not count the invocation's tokens");
         }
 
+        answer.proposals = session.take_proposals();
+        answer.proposed_runs = answer
+            .proposals
+            .iter()
+            .map(|proposal| proposal.run_id.clone())
+            .collect();
         answer.status = outcome.status;
         answer.answer = reply;
         answer.tool_calls = outcome.tool_calls;

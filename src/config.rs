@@ -184,6 +184,9 @@ pub struct Settings {
     /// Every variable the settings were read from, for parts that name
     /// their own variables (an action's secret, a token for GitHub).
     pub env: EnvSnapshot,
+    /// `AGENTDESK_APPROVAL_SWEEP_SECS`, default 30: how often `serve` expires
+    /// approval requests past their time and updates their cards.
+    pub approval_sweep_interval: Duration,
     /// `AGENTDESK_RETENTION_INTERVAL_SECS`, default 3600: how often `serve`
     /// deletes invocations past the retention period.
     pub retention_interval: Duration,
@@ -259,6 +262,7 @@ impl Settings {
             )?,
             shutdown_grace: env.seconds("AGENTDESK_SHUTDOWN_GRACE_SECS", 20)?,
             retention_interval: env.seconds("AGENTDESK_RETENTION_INTERVAL_SECS", 3_600)?,
+            approval_sweep_interval: env.seconds("AGENTDESK_APPROVAL_SWEEP_SECS", 30)?,
             env: EnvSnapshot(std::sync::Arc::new(vars.clone())),
         })
     }

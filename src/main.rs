@@ -60,6 +60,40 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Self-service actions defined in the agents file.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+    /// Runs of self-service actions.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// List the actions, their approval policy and executor, and the agents
+    /// that may propose them.
+    List,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List action runs, newest first.
+    List {
+        /// Only runs with this status: waiting_for_approval, rejected,
+        /// expired, in_progress, success or failure.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,12 +272,64 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Actions {
+            command: ActionsCommand::List,
+        } => {
+            let tools = ToolRegistry::catalog_tools();
+            let env = |name: &str| settings.env.get(name);
+            let agents_file =
+                AgentsFile::load(settings.agents_file.as_deref(), &tools.names(), &env)?;
+            print!("{}", agentdesk::actions::describe(&agents_file));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs {
+            command:
+                RunsCommand::List {
+                    status,
+                    limit,
+                    json,
+                },
+        } => {
+            let status = status
+                .as_deref()
+                .map(agentdesk::store::action_runs::RunStatus::parse)
+                .transpose()?;
+            let store = Store::connect(&settings.database_url).await?;
+            let runs = agentdesk::store::action_runs::list(&store, status, limit).await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!("No action runs.");
+            } else {
+                for run in &runs {
+                    println!(
+                        "{}  {:<22} {:<20} {:<24} requested by {}{}{}",
+                        agentdesk::slack::cards::utc_time(run.created_at),
+                        run.status.as_str(),
+                        run.action_id,
+                        run.target_ref.as_deref().unwrap_or("-"),
+                        run.requester,
+                        run.decider
+                            .as_deref()
+                            .map(|decider| format!(", decided by {decider}"))
+                            .unwrap_or_default(),
+                        run.summary
+                            .as_deref()
+                            .map(|summary| format!(": {summary}"))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
             let path = file.or(settings.agents_file.clone());
             let tools = ToolRegistry::catalog_tools();
-            let agents_file = match AgentsFile::load(path.as_deref(), &tools.names()) {
+            let env = |name: &str| settings.env.get(name);
+            let agents_file = match AgentsFile::load(path.as_deref(), &tools.names(), &env) {
                 Ok(agents_file) => agents_file,
                 Err(error) => {
                     eprint!("{error:#}");

@@ -1044,6 +1044,7 @@ async fn data_scope_hides_entities_from_lookup() {
     let context = ToolContext {
         catalog,
         scope: Scope::Blueprints(BTreeSet::from(["service".to_string()])),
+        session: None,
     };
     let proposal = json!({"version": "1.0.0", "service": "checkout", "reviewers": ["amara-osei"]});
 

@@ -9,11 +9,21 @@ use agentdesk::tools::ToolRegistry;
 use crate::helpers::{describe_output, run_agentdesk};
 
 fn tool_names() -> Vec<&'static str> {
-    ToolRegistry::catalog_tools().names()
+    vec![
+        "list_blueprints",
+        "search_entities",
+        "get_entity",
+        "count_entities",
+    ]
+}
+
+#[test]
+fn catalog_tool_names_are_the_known_ones() {
+    assert_eq!(ToolRegistry::catalog_tools().names(), tool_names());
 }
 
 fn parse(text: &str) -> Result<AgentsFile, AgentsFileError> {
-    AgentsFile::parse(text, Path::new("agentdesk.yaml"), &tool_names())
+    AgentsFile::parse(text, Path::new("agentdesk.yaml"), &tool_names(), &|_| None)
 }
 
 fn problems(text: &str) -> Vec<String> {
@@ -52,8 +62,8 @@ fn shipped_example_is_valid() {
 fn missing_explicit_file_is_an_error() {
     let directory = tempfile::TempDir::new().expect("temp dir");
     let missing = directory.path().join("nope.yaml");
-    let error =
-        AgentsFile::load(Some(&missing), &tool_names()).expect_err("a missing explicit file fails");
+    let error = AgentsFile::load(Some(&missing), &tool_names(), &|_| None)
+        .expect_err("a missing explicit file fails");
     let message = format!("{error:#}");
     assert!(message.contains("nope.yaml"), "{message}");
     assert!(

@@ -339,6 +339,7 @@ async fn same_named_entities_stay_separate(database: TestDatabase) {
     let context = ToolContext {
         catalog,
         scope: Scope::All,
+        session: None,
     };
     let call = ToolCall {
         id: "call-1".to_string(),

@@ -51,6 +51,7 @@ async fn call_tool(catalog: &Catalog, scope: Scope, name: &str, arguments: Value
     let context = ToolContext {
         catalog: catalog.clone(),
         scope,
+        session: None,
     };
     let call = ToolCall {
         id: "call-1".to_string(),

@@ -17,6 +17,7 @@ async fn execute(name: &str, arguments: &str) -> ToolOutcome {
     let context = ToolContext {
         catalog: Catalog::new(store),
         scope: Scope::All,
+        session: None,
     };
     let call = ToolCall {
         id: "call-1".to_string(),

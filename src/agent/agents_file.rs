@@ -46,6 +46,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::actions::definition::{self, ActionDefinition, RawAction};
 use crate::config::BackendKind;
 use crate::governance::limits::Limits;
 use crate::governance::redaction::RedactionSettings;
@@ -74,6 +75,8 @@ pub struct AgentsFile {
     pub limits: Limits,
     pub retention: Retention,
     pub redaction: RedactionSettings,
+    /// Self-service actions the agents may propose.
+    pub actions: Vec<std::sync::Arc<ActionDefinition>>,
 }
 
 /// One agent as the file defines it.
@@ -102,6 +105,8 @@ pub struct AgentSpec {
     /// Requests per minute for this agent, overriding the file's
     /// `requests_per_minute_per_agent`.
     pub requests_per_minute: Option<u32>,
+    /// Ids of the actions the agent may propose.
+    pub actions: Vec<String>,
 }
 
 /// Who may use an agent: any listed user, any member of a listed user
@@ -119,6 +124,7 @@ pub struct Problem {
     pub line: Option<u64>,
     pub column: Option<u64>,
     pub agent: Option<String>,
+    pub action: Option<String>,
     pub field: Option<String>,
     pub message: String,
 }
@@ -150,6 +156,9 @@ impl fmt::Display for AgentsFileError {
             if let Some(agent) = &problem.agent {
                 write!(f, "agent {agent:?}, ")?;
             }
+            if let Some(action) = &problem.action {
+                write!(f, "action {action:?}, ")?;
+            }
             if let Some(field) = &problem.field {
                 write!(f, "field {field}: ")?;
             }
@@ -170,13 +179,20 @@ impl AgentsFile {
             limits: Limits::default(),
             retention: Retention::default(),
             redaction: RedactionSettings::default(),
+            actions: Vec::new(),
         }
     }
 
     /// Loads the agents file: `explicit` (from `AGENTDESK_CONFIG`) must
     /// exist; without it, `agentdesk.yaml` in the working directory is used
     /// when present, else the built-in configuration.
-    pub fn load(explicit: Option<&Path>, tool_names: &[&str]) -> anyhow::Result<Self> {
+    /// `env` reads the environment variables actions name (secrets,
+    /// tokens).
+    pub fn load(
+        explicit: Option<&Path>,
+        tool_names: &[&str],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
         let path = match explicit {
             Some(path) => path.to_path_buf(),
             None => {
@@ -194,12 +210,17 @@ impl AgentsFile {
                 path.display()
             )
         })?;
-        Ok(Self::parse(&text, &path, tool_names)?)
+        Ok(Self::parse(&text, &path, tool_names, env)?)
     }
 
     /// Parses and validates agents file text. `tool_names` are the tools an
     /// `allowed_tools` pattern may match.
-    pub fn parse(text: &str, path: &Path, tool_names: &[&str]) -> Result<Self, AgentsFileError> {
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        tool_names: &[&str],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, AgentsFileError> {
         let fail = |problems: Vec<Problem>| AgentsFileError {
             path: path.to_path_buf(),
             problems,
@@ -213,13 +234,14 @@ impl AgentsFile {
                 line: location.as_ref().map(|location| location.line()),
                 column: location.as_ref().map(|location| location.column()),
                 agent,
+                action: None,
                 field: None,
                 message: first_line(&error.to_string()),
             }])
         })?;
 
         let mut problems = Vec::new();
-        let file = validate(raw, tool_names, &mut problems);
+        let file = validate(raw, tool_names, env, &mut problems);
         if problems.is_empty() {
             Ok(Self {
                 path: Some(path.to_path_buf()),
@@ -233,6 +255,11 @@ impl AgentsFile {
     /// Finds an agent by id.
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {
         self.agents.iter().find(|agent| agent.id == id)
+    }
+
+    /// Finds an action by id.
+    pub fn action(&self, id: &str) -> Option<&std::sync::Arc<ActionDefinition>> {
+        self.actions.iter().find(|action| action.id == id)
     }
 }
 
@@ -259,6 +286,7 @@ impl AgentSpec {
             ],
             access: None,
             requests_per_minute: None,
+            actions: Vec::new(),
         }
     }
 
@@ -332,6 +360,8 @@ struct RawFile {
     retention: Option<Spanned<Retention>>,
     #[serde(default)]
     redaction: Option<RedactionSettings>,
+    #[serde(default)]
+    actions: Vec<Spanned<RawAction>>,
     agents: Spanned<Vec<Spanned<RawAgent>>>,
 }
 
@@ -350,6 +380,7 @@ struct RawAgent {
     conversation_starters: Option<Spanned<Vec<Spanned<String>>>>,
     requests_per_minute: Option<Spanned<u32>>,
     access: Option<Spanned<RawAccess>>,
+    actions: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -375,13 +406,32 @@ impl Checker<'_> {
             line: at.map(|spanned| spanned.referenced.line()),
             column: at.map(|spanned| spanned.referenced.column()),
             agent: self.agent.clone(),
+            action: None,
             field: Some(field.to_string()),
             message: message.into(),
         });
     }
 }
 
-fn validate(raw: RawFile, tool_names: &[&str], problems: &mut Vec<Problem>) -> AgentsFile {
+fn validate(
+    raw: RawFile,
+    tool_names: &[&str],
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> AgentsFile {
+    let actions = validate_actions(&raw.actions, env, problems);
+    let action_ids: Vec<String> = raw
+        .actions
+        .iter()
+        .filter_map(|entry| {
+            entry
+                .value
+                .id
+                .as_ref()
+                .map(|id| id.value.trim().to_string())
+        })
+        .collect();
+
     let mut agents: Vec<AgentSpec> = Vec::new();
     if raw.agents.value.is_empty() {
         Checker { problems, agent: None }.report(
@@ -392,7 +442,7 @@ fn validate(raw: RawFile, tool_names: &[&str], problems: &mut Vec<Problem>) -> A
     }
 
     for entry in &raw.agents.value {
-        if let Some(agent) = validate_agent(entry, tool_names, problems) {
+        if let Some(agent) = validate_agent(entry, tool_names, &action_ids, problems) {
             let mut checker = Checker {
                 problems,
                 agent: Some(agent.id.clone()),
@@ -477,12 +527,58 @@ fn validate(raw: RawFile, tool_names: &[&str], problems: &mut Vec<Problem>) -> A
         limits: raw.limits.unwrap_or_default(),
         retention,
         redaction: raw.redaction.unwrap_or_default(),
+        actions,
     }
+}
+
+fn validate_actions(
+    raw: &[Spanned<RawAction>],
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Vec<std::sync::Arc<ActionDefinition>> {
+    let mut actions: Vec<std::sync::Arc<ActionDefinition>> = Vec::new();
+    for entry in raw {
+        let name = entry
+            .value
+            .id
+            .as_ref()
+            .map(|id| id.value.trim().to_string());
+        match definition::build(entry, env) {
+            Ok(action) => {
+                if actions.iter().any(|other| other.id == action.id) {
+                    problems.push(Problem {
+                        line: Some(entry.referenced.line()),
+                        column: Some(entry.referenced.column()),
+                        agent: None,
+                        action: name.clone(),
+                        field: Some("id".to_string()),
+                        message: "another action already uses this id; ids must be unique"
+                            .to_string(),
+                    });
+                }
+                actions.push(action);
+            }
+            Err(action_problems) => {
+                for (line, column, field, message) in action_problems {
+                    problems.push(Problem {
+                        line,
+                        column,
+                        agent: None,
+                        action: name.clone(),
+                        field: Some(field),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    actions
 }
 
 fn validate_agent(
     entry: &Spanned<RawAgent>,
     tool_names: &[&str],
+    action_ids: &[String],
     problems: &mut Vec<Problem>,
 ) -> Option<AgentSpec> {
     let raw = &entry.value;
@@ -685,6 +781,19 @@ fn validate_agent(
         result
     });
 
+    let mut actions = Vec::new();
+    for action in raw.actions.iter().flatten() {
+        let name = action.value.trim().to_string();
+        if !action_ids.contains(&name) {
+            checker.report(
+                Some(action),
+                "actions",
+                format!("no action has the id {name:?}; define it under the top-level actions"),
+            );
+        }
+        actions.push(name);
+    }
+
     Some(AgentSpec {
         id,
         nickname,
@@ -699,6 +808,7 @@ fn validate_agent(
         conversation_starters,
         access,
         requests_per_minute: raw.requests_per_minute.as_ref().map(|limit| limit.value),
+        actions,
     })
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use crate::actions::proposal::ProposeAction;
 use crate::catalog::Scope;
 use crate::config::{BackendKind, Settings};
 use crate::llm::LlmBackend;
@@ -76,7 +77,17 @@ impl Agents {
                 .with_context(|| {
                     format!("could not set up the model backend of agent {:?}", spec.id)
                 })?;
-            list.push(Arc::new(Agent::from_spec(spec, backend, tools)));
+            let mut agent = Agent::from_spec(spec, backend, tools);
+            let proposals: Vec<Arc<dyn crate::tools::Tool>> = spec
+                .actions
+                .iter()
+                .filter_map(|id| file.action(id))
+                .map(|action| {
+                    Arc::new(ProposeAction::new(action.clone())) as Arc<dyn crate::tools::Tool>
+                })
+                .collect();
+            agent.tools = agent.tools.with(proposals);
+            list.push(Arc::new(agent));
         }
         let default = list
             .iter()

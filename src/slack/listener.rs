@@ -15,12 +15,15 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::actions::{Click, handle_click, handle_proposals};
 use super::blocks::{FEEDBACK_DOWN, FEEDBACK_UP};
+use super::cards::{APPROVE, REJECT};
 use super::client::SlackApi;
 use super::events::{BotIdentity, IncomingMessage, Verdict, classify};
 use super::reply::{Footer, post_answer};
 use super::text::decode_incoming;
 use crate::app::{App, Question};
+use crate::store::action_runs::Decision;
 use crate::store::dedupe;
 use crate::store::feedback::{self, Vote, VoteChange};
 use crate::store::invocations::{self, Source, Status};
@@ -247,6 +250,15 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
                 with_feedback: answer.status == Status::Completed,
             });
             post_or_log(bot, &message, &answer.answer, footer.as_ref()).await;
+            if !answer.proposals.is_empty() {
+                handle_proposals(
+                    bot,
+                    &message.channel,
+                    message.reply_thread_ts(),
+                    answer.proposals,
+                )
+                .await;
+            }
         }
         Err(error) => {
             error!(error = %format!("{error:#}"), "question failed before it could be answered");
@@ -307,6 +319,28 @@ pub async fn on_interaction(
         _ => click.channel.as_ref().map(|channel| channel.id.to_string()),
     };
     for action in click.actions.iter().flatten() {
+        let decision = match action.action_id.to_string().as_str() {
+            APPROVE => Some(Decision::Approve),
+            REJECT => Some(Decision::Reject),
+            _ => None,
+        };
+        if let Some(decision) = decision {
+            let Some(run_id) = action.value.clone() else {
+                warn!("approval click without a run id; dropped");
+                continue;
+            };
+            let click = Click {
+                run_id: run_id.clone(),
+                clicker: user.clone(),
+                decision,
+                channel: channel.clone(),
+            };
+            let worker = bot.clone();
+            let span = info_span!("decision", run_id = %run_id, user = %user);
+            bot.tasks
+                .spawn(async move { handle_click(&worker, click).await }.instrument(span));
+            continue;
+        }
         let vote = match action.action_id.to_string().as_str() {
             FEEDBACK_UP => Vote::Up,
             FEEDBACK_DOWN => Vote::Down,

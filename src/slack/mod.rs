@@ -10,6 +10,7 @@
 //! - [`client`] and [`reply`]: Web API calls and posting answers.
 //! - [`serve`]: `agentdesk serve`, start-up and shutdown.
 
+pub mod actions;
 pub mod blocks;
 pub mod cards;
 pub mod client;

@@ -66,6 +66,14 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
     let bot = Arc::new(Bot::new(app.clone(), api, identity));
     let maintenance = CancellationToken::new();
     tokio::spawn(run_maintenance(app.clone(), maintenance.clone()));
+    super::actions::sweep(&bot).await;
+    tokio::spawn(run_sweeps(
+        bot.clone(),
+        settings
+            .approval_sweep_interval
+            .max(Duration::from_millis(100)),
+        maintenance.clone(),
+    ));
     tokio::spawn(retention::run_periodically(
         app.store.clone(),
         app.clock.clone(),
@@ -165,6 +173,20 @@ async fn run_maintenance(app: App, stop: CancellationToken) {
             warn!(error = %format!("{error:#}"), "could not purge expired dedupe keys");
         }
         interrupt_crash_leftovers(&app).await;
+    }
+}
+
+/// Expires unanswered approval requests and fails interrupted runs on a
+/// timer, updating their cards.
+async fn run_sweeps(bot: Arc<Bot>, interval: Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        super::actions::sweep(&bot).await;
     }
 }
 

@@ -19,11 +19,11 @@ struct Arguments {
 
 #[async_trait]
 impl Tool for CountEntities {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "count_entities"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Count entities in the catalog, optionally of one blueprint and matching filters (the \
          same form as search_entities), with counts per blueprint, and optionally per value of \
          the property named in group_by."

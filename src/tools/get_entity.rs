@@ -22,11 +22,11 @@ struct Arguments {
 
 #[async_trait]
 impl Tool for GetEntity {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "get_entity"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Get one entity by reference (`blueprint:identifier`, as search results give it) or by \
          its bare identifier or name, with its properties, its owners, the relations it \
          declares (what it depends on, consumes, belongs to) and the relations other entities \

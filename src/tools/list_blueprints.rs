@@ -14,11 +14,11 @@ struct Arguments {}
 
 #[async_trait]
 impl Tool for ListBlueprints {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "list_blueprints"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "List the blueprints (entity types such as service, team, deployment) in the software \
          catalog, with how many entities each has, their properties (type, allowed values and \
          the values most used) and their relations to other blueprints. Call this first to \

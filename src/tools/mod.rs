@@ -35,6 +35,9 @@ pub struct ToolContext {
     pub catalog: Catalog,
     /// Blueprints the agent may see; entities outside are invisible.
     pub scope: Scope,
+    /// The conversation the tools run in, which action proposals record
+    /// runs for; `None` outside a conversation.
+    pub session: Option<std::sync::Arc<crate::actions::proposal::ProposalSession>>,
 }
 
 /// Why a tool call failed; the message goes back to the model.
@@ -51,8 +54,8 @@ pub enum ToolError {
 /// A capability the model can call.
 #[async_trait]
 pub trait Tool: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn description(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
     /// JSON Schema of the arguments object.
     fn input_schema(&self) -> Value;
     /// True when the tool never changes anything.
@@ -95,6 +98,12 @@ impl ToolRegistry {
         }
     }
 
+    /// Adds tools.
+    pub fn with(mut self, tools: Vec<Arc<dyn Tool>>) -> Self {
+        self.tools.extend(tools);
+        self
+    }
+
     /// Keeps only the tools for which `keep` returns true.
     pub fn filtered(&self, keep: impl Fn(&dyn Tool) -> bool) -> Self {
         Self {
@@ -107,7 +116,7 @@ impl ToolRegistry {
         }
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
+    pub fn names(&self) -> Vec<&str> {
         self.tools.iter().map(|tool| tool.name()).collect()
     }
 

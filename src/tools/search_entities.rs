@@ -30,11 +30,11 @@ struct Arguments {
 
 #[async_trait]
 impl Tool for SearchEntities {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "search_entities"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Search the software catalog. `query` is free text matched against identifiers, titles, \
          tags and descriptions; it tolerates case, separators and small typos, and exact \
          matches come first (marked exact_match). `blueprint` limits results to one entity \
