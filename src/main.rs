@@ -200,10 +200,21 @@ async fn run(command: Command) -> Result<ExitCode> {
             let app = App::start(settings, clock).await?;
             let is_demo = demo::is_loaded(&app.store).await?;
             let answer = app.answer(Question::from_cli(question, agent)).await?;
+            let runs = settle_proposals(&app, &answer).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+                let mut object = serde_json::to_value(&answer)?;
+                if !runs.is_empty() {
+                    object["runs"] = serde_json::to_value(&runs)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&object)?);
             } else {
                 println!("{}\n", answer.answer);
+                for run in &runs {
+                    println!("{}", describe_run(run));
+                }
+                if !runs.is_empty() {
+                    println!();
+                }
                 if !answer.tool_calls.is_empty() {
                     println!("Tools used:");
                     for (index, call) in answer.tool_calls.iter().enumerate() {
@@ -332,7 +343,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let agents_file = match AgentsFile::load(path.as_deref(), &tools.names(), &env) {
                 Ok(agents_file) => agents_file,
                 Err(error) => {
-                    eprint!("{error:#}");
+                    eprintln!("{}", format!("{error:#}").trim_end());
                     return Ok(ExitCode::FAILURE);
                 }
             };
@@ -375,6 +386,70 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Invocations { command } => {
             agentdesk::audit::run(&settings.database_url, &clock, command).await?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs the automatic actions proposed while answering a question asked
+/// from the terminal, and returns every proposed run as it stands. A run
+/// that needs approval is left waiting: approval happens on a card in
+/// Slack, never from the terminal.
+async fn settle_proposals(
+    app: &App,
+    answer: &agentdesk::app::Answer,
+) -> Vec<agentdesk::store::action_runs::ActionRun> {
+    use agentdesk::store::action_runs::{self, RunStatus};
+    let mut runs = Vec::new();
+    for proposal in &answer.proposals {
+        let run = match action_runs::get(&app.store, &proposal.run_id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => continue,
+            Err(error) => {
+                eprintln!("could not load run {}: {error:#}", proposal.run_id);
+                continue;
+            }
+        };
+        if run.status != RunStatus::InProgress {
+            runs.push(run);
+            continue;
+        }
+        match agentdesk::actions::execution::execute(&app.store, &app.clock, &proposal.action, &run)
+            .await
+        {
+            Ok(finished) => runs.push(finished),
+            Err(error) => {
+                eprintln!("could not record the end of run {}: {error:#}", run.id);
+                runs.push(run);
+            }
+        }
+    }
+    runs
+}
+
+/// One line per proposed run for the terminal.
+fn describe_run(run: &agentdesk::store::action_runs::ActionRun) -> String {
+    use agentdesk::store::action_runs::RunStatus;
+    let target = run
+        .target_ref
+        .as_deref()
+        .map(|target| format!(" for {target}"))
+        .unwrap_or_default();
+    let head = format!("Action {}{target} (run {})", run.action_id, run.id);
+    match run.status {
+        RunStatus::WaitingForApproval => format!(
+            "{head}: waits for approval. Approval happens on the card the bot posts in Slack; \
+             a request made from the terminal has no card, so it expires unless proposed again \
+             in Slack."
+        ),
+        status => {
+            let mut line = format!("{head}: {status}");
+            if let Some(summary) = &run.summary {
+                line.push_str(&format!(" ({summary})"));
+            }
+            if let Some(link) = &run.link {
+                line.push_str(&format!(" {link}"));
+            }
+            line
         }
     }
 }

@@ -914,7 +914,7 @@ fn json_schema_describes_every_input() {
     );
     assert_eq!(
         properties["service"],
-        json!({"type": "string", "title": "Service",
+        json!({"type": "string", "title": "Service", "x-agentdesk-blueprint": "service",
                "description": "a reference to a service entity: its identifier or service:identifier"})
     );
     assert_eq!(

@@ -22,8 +22,22 @@ fn catalog_tool_names_are_the_known_ones() {
     assert_eq!(ToolRegistry::catalog_tools().names(), tool_names());
 }
 
+/// The variables the shipped example's executors read.
+const EXAMPLE_ENV: [(&str, &str); 3] = [
+    ("AGENTDESK_WEBHOOK_SECRET", "whsec_example_0123456789"),
+    ("INCIDENT_API_KEY", "incident-key-0123456789"),
+    ("GITHUB_TOKEN", "ghp_example0123456789"),
+];
+
+fn example_env(name: &str) -> Option<String> {
+    EXAMPLE_ENV
+        .iter()
+        .find(|(variable, _)| *variable == name)
+        .map(|(_, value)| value.to_string())
+}
+
 fn parse(text: &str) -> Result<AgentsFile, AgentsFileError> {
-    AgentsFile::parse(text, Path::new("agentdesk.yaml"), &tool_names(), &|_| None)
+    AgentsFile::parse(text, Path::new("agentdesk.yaml"), &tool_names(), &example_env)
 }
 
 fn problems(text: &str) -> Vec<String> {
@@ -50,6 +64,21 @@ fn shipped_example_is_valid() {
     assert_eq!(file.default_agent, "explorer");
     let incidents = file.agent("incidents").expect("incidents agent");
     assert!(incidents.access.is_some());
+    assert_eq!(incidents.actions, ["open-incident", "restart"]);
+    let ids: Vec<&str> = file.actions.iter().map(|action| action.id.as_str()).collect();
+    assert_eq!(ids, ["deploy", "open-incident", "restart"]);
+
+    // Without the variables its executors read, the example names each.
+    let error = AgentsFile::parse(&text, Path::new("agentdesk.yaml"), &tool_names(), &|_| None)
+        .expect_err("missing secrets stop the program");
+    let message = error.to_string();
+    for variable in ["AGENTDESK_WEBHOOK_SECRET", "INCIDENT_API_KEY", "GITHUB_TOKEN"] {
+        assert!(message.contains(variable), "{variable} is named: {message}");
+    }
+    assert!(
+        message.contains("action \"deploy\", field executor.secret_env"),
+        "{message}"
+    );
     assert!(
         incidents
             .data_scope
@@ -207,12 +236,20 @@ fn config_check_command_reports_agents_and_errors() {
     let example = example_path();
     let output = run_agentdesk(
         directory.path(),
-        &[],
+        &EXAMPLE_ENV,
         &["config", "check", example.to_str().unwrap()],
     );
     assert!(output.status.success(), "{}", describe_output(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("incidents (Incident Manager)"), "{stdout}");
+    assert!(
+        stdout.contains("actions it may propose: open-incident, restart"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deploy (Deploy a service)"), "{stdout}");
+    for (_, secret) in EXAMPLE_ENV {
+        assert!(!stdout.contains(secret), "no secret is printed: {stdout}");
+    }
     assert!(
         stdout.contains("tools: search_entities, get_entity"),
         "the triage agent's tools: {stdout}"

@@ -201,11 +201,12 @@ pub(crate) fn build(
         Some(config) => match config.value.build(env) {
             Ok(executor) => Some(executor),
             Err(executor_problems) => {
+                // Executor fields already start with `executor`.
                 for (field, message) in executor_problems {
                     problems.push((
                         Some(config.referenced.line()),
                         Some(config.referenced.column()),
-                        format!("executor.{field}"),
+                        field,
                         message,
                     ));
                 }

@@ -230,8 +230,9 @@ impl Tool for ProposeAction {
         output.insert("run_id".into(), json!(run.id));
         output.insert("action".into(), json!(self.action.id));
         output.insert("status".into(), json!(status.as_str()));
-        if let Some((reference, _)) = &target {
+        if let Some((reference, title)) = &target {
             output.insert("target".into(), json!(reference));
+            output.insert("target_title".into(), json!(title));
         }
         output.insert("inputs".into(), Value::Object(run.inputs));
         output.insert("message".into(), json!(message));

@@ -924,6 +924,12 @@ pub fn describe(file: &AgentsFile, tools: &crate::tools::ToolRegistry) -> String
         if let Some(limit) = agent.requests_per_minute {
             out.push_str(&format!("  requests per minute: {limit}\n"));
         }
+        if !agent.actions.is_empty() {
+            out.push_str(&format!(
+                "  actions it may propose: {}\n",
+                agent.actions.join(", ")
+            ));
+        }
         for starter in &agent.conversation_starters {
             out.push_str(&format!("  starter: {starter}\n"));
         }
@@ -953,5 +959,9 @@ pub fn describe(file: &AgentsFile, tools: &crate::tools::ToolRegistry) -> String
         if file.redaction.secrets { "on" } else { "off" },
         if file.redaction.emails { "on" } else { "off" }
     ));
+    if !file.actions.is_empty() {
+        out.push_str("\nActions:\n");
+        out.push_str(&crate::actions::describe(file));
+    }
     out
 }

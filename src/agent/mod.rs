@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use crate::actions::definition::ActionDefinition;
 use crate::actions::proposal::ProposeAction;
 use crate::catalog::Scope;
 use crate::config::{BackendKind, Settings};
@@ -45,6 +46,8 @@ pub struct Agent {
     pub access: Option<Access>,
     /// Requests per minute for this agent, when it overrides the file's.
     pub requests_per_minute: Option<u32>,
+    /// The actions it may propose, each offered as a tool.
+    pub actions: Vec<Arc<ActionDefinition>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -87,6 +90,12 @@ impl Agents {
                 })
                 .collect();
             agent.tools = agent.tools.with(proposals);
+            agent.actions = spec
+                .actions
+                .iter()
+                .filter_map(|id| file.action(id))
+                .cloned()
+                .collect();
             list.push(Arc::new(agent));
         }
         let default = list
@@ -139,6 +148,7 @@ impl Agent {
             conversation_starters: spec.conversation_starters.clone(),
             access: spec.access.clone(),
             requests_per_minute: spec.requests_per_minute,
+            actions: Vec::new(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! In order: a message whose first word is an agent's nickname goes to that
 //! agent (the nickname is removed from the question); a channel may name a
 //! default agent; otherwise the agent whose title, description and
-//! conversation starters share the most distinctive words with the
+//! conversation starters (and the titles and descriptions of the actions it
+//! may propose) share the most distinctive words with the
 //! question answers, and when none shares any, the default agent does.
 //! Words every agent's description uses count for nothing, so a generic
 //! word such as "service" cannot decide the route.
@@ -95,20 +96,29 @@ impl Agents {
             }
         }
 
-        let asked: HashSet<String> = terms(question)
+        // Each distinct word of the question counts once, through the best
+        // of its forms: "payments" and its stem "payment" are one word.
+        let asked: Vec<Vec<String>> = terms(question)
             .into_iter()
             .filter(|term| !is_stopword(term) && term.len() > 1)
-            .flat_map(|term| stems(&term))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|term| stems(&term))
             .collect();
         let agents = self.list.len() as f64;
         let mut best: Option<(f64, usize)> = None;
         for (index, vocabulary) in vocabularies.iter().enumerate() {
             let score: f64 = asked
                 .iter()
-                .filter(|term| vocabulary.contains(*term))
-                .map(|term| {
-                    let shared_by = spread.get(term.as_str()).copied().unwrap_or(1) as f64;
-                    (agents / shared_by).ln()
+                .map(|forms| {
+                    forms
+                        .iter()
+                        .filter(|form| vocabulary.contains(*form))
+                        .map(|form| {
+                            let shared_by = spread.get(form.as_str()).copied().unwrap_or(1) as f64;
+                            (agents / shared_by).ln()
+                        })
+                        .fold(0.0, f64::max)
                 })
                 .sum();
             let better = match best {
@@ -129,6 +139,13 @@ fn agent_terms(agent: &Agent) -> HashSet<String> {
     for starter in &agent.conversation_starters {
         text.push(' ');
         text.push_str(starter);
+    }
+    // "Open an incident for payments" fits the agent that may open one.
+    for action in &agent.actions {
+        text.push_str(&format!(
+            " {} {} {}",
+            action.id, action.title, action.description
+        ));
     }
     terms(&text)
         .into_iter()

@@ -7,7 +7,6 @@
 //! redeliveries or replicas there are. All state is in the database: a card
 //! posted before a restart still works.
 
-
 use tracing::{error, info, warn};
 
 use super::cards::{approval_card, settled_card};

@@ -168,6 +168,9 @@ pub(super) fn body_excerpt(body: &[u8], secrets: &[Secret]) -> String {
     clean_text(&text, secrets)
 }
 
+/// Shortest secret value removed from excerpts.
+const MIN_SCRUBBED_CHARS: usize = 4;
+
 /// Removes every secret value from a text and shortens it to
 /// [`MAX_EXCERPT_CHARS`] characters. Receivers sometimes echo the headers
 /// they were sent, and summaries are shown in Slack and logged.
@@ -175,7 +178,9 @@ pub(super) fn clean_text(text: &str, secrets: &[Secret]) -> String {
     let mut text = text.to_string();
     for secret in secrets {
         let value = secret.expose();
-        if !value.is_empty() {
+        // Values of a few characters (a header such as `X-Env: ${ENV}`)
+        // would match inside ordinary words.
+        if value.chars().count() >= MIN_SCRUBBED_CHARS {
             text = text.replace(value, "[redacted]");
         }
     }

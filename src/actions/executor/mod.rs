@@ -254,13 +254,27 @@ fn read_secret(
         ));
     }
     match env(variable) {
-        Some(value) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
+        Some(value) if value.trim().chars().count() >= MIN_SECRET_CHARS => {
+            Ok(Secret::new(value.trim()))
+        }
+        Some(value) if !value.trim().is_empty() => Err((
+            field.to_string(),
+            format!(
+                "environment variable {variable} holds only {} character(s); a key or token \
+                 needs at least {MIN_SECRET_CHARS} (use a random value of 32 or more)",
+                value.trim().chars().count()
+            ),
+        )),
         _ => Err((
             field.to_string(),
             format!("environment variable {variable} is not set or is empty"),
         )),
     }
 }
+
+/// Shortest HMAC key or token accepted. A shorter one is guessable, and
+/// removing it from response excerpts would mangle their text.
+const MIN_SECRET_CHARS: usize = 8;
 
 /// Checks a name against the portable environment variable syntax:
 /// letters, digits and `_`, not starting with a digit.

@@ -87,8 +87,9 @@ fn kind_schema(kind: &InputKind) -> Map<String, Value> {
         InputKind::Boolean => {
             schema.insert("type".into(), json!("boolean"));
         }
-        InputKind::Entity { .. } => {
+        InputKind::Entity { blueprint } => {
             schema.insert("type".into(), json!("string"));
+            schema.insert("x-agentdesk-blueprint".into(), json!(blueprint));
         }
         InputKind::Array(rules) => {
             schema.insert("type".into(), json!("array"));

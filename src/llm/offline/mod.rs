@@ -12,7 +12,12 @@
 //! from the start against those results ([`Replay`]) until it needs a tool
 //! result it does not have yet, which becomes the next tool call, or until
 //! it can write the answer.
+//!
+//! When the agent may propose actions, a request that names one ("deploy
+//! checkout to staging") is proposed through the action's tool instead
+//! ([`act`]).
 
+mod act;
 mod format;
 mod intent;
 mod plan;
@@ -53,17 +58,18 @@ impl LlmBackend for OfflineBackend {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let conversation = Conversation::read(request);
         let offered: Vec<String> = request.tools.iter().map(|tool| tool.name.clone()).collect();
+        let actions = act::offered(&request.tools);
         let exchange_count = conversation.exchanges.len();
 
         // Planning is CPU work; it runs off the async workers so it never
         // holds up other questions or Slack acks.
         let outcome = tokio::task::spawn_blocking(move || {
             let mut replay = Replay::new(&conversation.exchanges, offered);
-            plan::answer(
-                &mut replay,
-                &planning_text(&conversation.question),
-                &conversation.earlier_questions,
-            )
+            let question = planning_text(&conversation.question);
+            match act::answer(&mut replay, &question, &actions) {
+                Some(outcome) => outcome,
+                None => plan::answer(&mut replay, &question, &conversation.earlier_questions),
+            }
         })
         .await
         .map_err(|error| LlmError::BadResponse(format!("the offline planner failed: {error}")))?;
