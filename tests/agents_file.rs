@@ -37,7 +37,12 @@ fn example_env(name: &str) -> Option<String> {
 }
 
 fn parse(text: &str) -> Result<AgentsFile, AgentsFileError> {
-    AgentsFile::parse(text, Path::new("agentdesk.yaml"), &tool_names(), &example_env)
+    AgentsFile::parse(
+        text,
+        Path::new("agentdesk.yaml"),
+        &tool_names(),
+        &example_env,
+    )
 }
 
 fn problems(text: &str) -> Vec<String> {
@@ -65,14 +70,22 @@ fn shipped_example_is_valid() {
     let incidents = file.agent("incidents").expect("incidents agent");
     assert!(incidents.access.is_some());
     assert_eq!(incidents.actions, ["open-incident", "restart"]);
-    let ids: Vec<&str> = file.actions.iter().map(|action| action.id.as_str()).collect();
+    let ids: Vec<&str> = file
+        .actions
+        .iter()
+        .map(|action| action.id.as_str())
+        .collect();
     assert_eq!(ids, ["deploy", "open-incident", "restart"]);
 
     // Without the variables its executors read, the example names each.
     let error = AgentsFile::parse(&text, Path::new("agentdesk.yaml"), &tool_names(), &|_| None)
         .expect_err("missing secrets stop the program");
     let message = error.to_string();
-    for variable in ["AGENTDESK_WEBHOOK_SECRET", "INCIDENT_API_KEY", "GITHUB_TOKEN"] {
+    for variable in [
+        "AGENTDESK_WEBHOOK_SECRET",
+        "INCIDENT_API_KEY",
+        "GITHUB_TOKEN",
+    ] {
         assert!(message.contains(variable), "{variable} is named: {message}");
     }
     assert!(

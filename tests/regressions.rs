@@ -586,3 +586,26 @@ fn closed_stdout_does_not_panic() {
         "writing to a closed pipe panics:\n{stderr}"
     );
 }
+
+/// A name made of a word and a stop word ("team-a") is an exact match,
+/// although search drops the stop word from its terms.
+#[tokio::test]
+async fn name_with_a_stop_word_is_found_exactly() {
+    let database = TestDatabase::sqlite();
+    let app = start_app(&database, &[]).await;
+    import(
+        &app.store,
+        &app.clock,
+        &[crate::helpers::backstage_fixtures()],
+    )
+    .await;
+
+    let answer = ask(&app, "who is in team-a?").await;
+
+    assert!(
+        answer.answer.contains("`group:team-a`") && !answer.answer.contains("closest match"),
+        "team-a is named exactly: {}",
+        answer.answer
+    );
+    assert!(answer.answer.contains("Janelle Dawe"), "{}", answer.answer);
+}

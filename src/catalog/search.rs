@@ -197,7 +197,11 @@ impl Catalog {
         if full_matches {
             scored.retain(|(_, score)| *score >= FULL_MATCH_BONUS);
         }
-        self.add_exact_bonus(&mut scored, &whole_query).await?;
+        // Stop words are dropped from the terms but not from names: "team-a"
+        // searches for "team" and still names the group team-a exactly.
+        let literal = compact(request.text.as_deref().unwrap_or_default());
+        self.add_exact_bonus(&mut scored, &[whole_query.as_str(), literal.as_str()])
+            .await?;
 
         let total = scored.len();
         match &request.sort_by {
@@ -484,7 +488,7 @@ impl Catalog {
     }
 
     /// Raises entities whose identifier, name or title is the whole query.
-    async fn add_exact_bonus(&self, scored: &mut [(i64, f64)], whole_query: &str) -> Result<()> {
+    async fn add_exact_bonus(&self, scored: &mut [(i64, f64)], queries: &[&str]) -> Result<()> {
         scored.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
         let top: Vec<i64> = scored.iter().take(200).map(|(id, _)| *id).collect();
         if top.is_empty() {
@@ -520,12 +524,14 @@ impl Catalog {
             // "payments" does.
             let names_exactly = |candidate: &str| {
                 let candidate = compact(candidate);
-                candidate == whole_query
-                    || kinds.iter().any(|kind| {
-                        !kind.is_empty()
-                            && (format!("{candidate}{kind}") == whole_query
-                                || format!("{kind}{candidate}") == whole_query)
-                    })
+                queries.iter().any(|whole_query| {
+                    candidate == *whole_query
+                        || kinds.iter().any(|kind| {
+                            !kind.is_empty()
+                                && (format!("{candidate}{kind}") == *whole_query
+                                    || format!("{kind}{candidate}") == *whole_query)
+                        })
+                })
             };
             let extra = if names_exactly(&identifier) || names_exactly(&name) {
                 EXACT_BONUS
