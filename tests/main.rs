@@ -14,6 +14,7 @@ mod questions;
 mod redaction;
 mod regressions;
 mod search;
+mod slack_actions;
 mod slack_agents;
 mod slack_serve;
 mod slack_standin;

@@ -116,6 +116,8 @@ pub struct Click {
     pub decision: Decision,
     /// Where the card is, from the click; the ephemeral reply goes there.
     pub channel: Option<String>,
+    /// The card's ts, from the click.
+    pub message_ts: Option<String>,
 }
 
 /// Decides a run for a click: checks the clicker, moves the run in one
@@ -206,7 +208,13 @@ pub async fn handle_click(bot: &Bot, click: Click) {
     };
     info!(run_id = %decided.id, decider = %click.clicker, status = %decided.status, "run decided");
 
-    let card = decided.channel_id.clone().zip(decided.message_ts.clone());
+    // A click can arrive before the card's ts is recorded; the click
+    // itself says where the card is.
+    let card = decided
+        .channel_id
+        .clone()
+        .zip(decided.message_ts.clone())
+        .or_else(|| click.channel.clone().zip(click.message_ts.clone()));
     if let Some((channel, message_ts)) = &card {
         update_card(bot, channel, message_ts, &decided, &action.title).await;
     }

@@ -311,12 +311,18 @@ pub async fn on_interaction(
         warn!("button click without a user; dropped");
         return Ok(());
     };
-    let channel = match &click.container {
-        SlackInteractionActionContainer::Message(container) => container
-            .channel_id
-            .as_ref()
-            .map(|channel| channel.to_string()),
-        _ => click.channel.as_ref().map(|channel| channel.id.to_string()),
+    let (channel, message_ts) = match &click.container {
+        SlackInteractionActionContainer::Message(container) => (
+            container
+                .channel_id
+                .as_ref()
+                .map(|channel| channel.to_string()),
+            Some(container.message_ts.to_string()),
+        ),
+        _ => (
+            click.channel.as_ref().map(|channel| channel.id.to_string()),
+            None,
+        ),
     };
     for action in click.actions.iter().flatten() {
         let decision = match action.action_id.to_string().as_str() {
@@ -334,6 +340,7 @@ pub async fn on_interaction(
                 clicker: user.clone(),
                 decision,
                 channel: channel.clone(),
+                message_ts: message_ts.clone(),
             };
             let worker = bot.clone();
             let span = info_span!("decision", run_id = %run_id, user = %user);
