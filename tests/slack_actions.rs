@@ -1142,3 +1142,121 @@ async fn invalid_model_inputs_come_back_as_errors() {
     assert!(setup.webhook.requests().is_empty());
     setup.bot.unwrap().stop().await;
 }
+
+/// Runs the real binary with every log level on, through an approved run
+/// whose receiver echoes the secret header back, and searches the logs and
+/// the database files for the secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_database_and_logs() {
+    let webhook = WebhookReceiver::start(WEBHOOK_SECRET)
+        .await
+        .expect("the webhook receiver starts");
+    webhook.respond_with(
+        403,
+        &format!(r#"{{"error":"key {DEPLOY_KEY} may not deploy","key":"{WEBHOOK_SECRET}"}}"#),
+    );
+    let options = Options {
+        deploy_timeout_secs: 10,
+        deploy_allow_self_approval: false,
+        webhook_url: webhook.url(),
+        github_url: "http://127.0.0.1:9/api/v3".to_string(),
+    };
+    let database = TestDatabase::sqlite_with_demo();
+    let directory = TempDir::new().expect("temp dir");
+    let agents_path = directory.path().join("agentdesk.yaml");
+    std::fs::write(&agents_path, agents_file(&options)).expect("agents file written");
+    let log_path = directory.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    add_people(&slack);
+    let mut command = std::process::Command::new(crate::helpers::agentdesk_binary());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("AGENTDESK_") || name.starts_with("SLACK_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let agents = agents_path.display().to_string();
+    let api_url = slack.api_url();
+    command
+        .current_dir(directory.path())
+        .arg("serve")
+        .envs([
+            ("DATABASE_URL", database.url()),
+            ("SLACK_BOT_TOKEN", SlackStandin::BOT_TOKEN),
+            ("SLACK_APP_TOKEN", SlackStandin::APP_TOKEN),
+            ("SLACK_API_URL", api_url.as_str()),
+            ("AGENTDESK_CONFIG", agents.as_str()),
+            ("AGENTDESK_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("DEPLOY_KEY", DEPLOY_KEY),
+            ("GITHUB_TOKEN", GITHUB_TOKEN),
+            ("AGENTDESK_LOG", "trace"),
+            ("AGENTDESK_SOCKET_CONNECTIONS", "1"),
+            ("AGENTDESK_HTTP_ADDR", "127.0.0.1:0"),
+        ])
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log);
+    let mut child = command.spawn().expect("serve starts");
+
+    let result = async {
+        slack.wait_for_sockets(1, WAIT).await?;
+        slack
+            .send_envelope(mention(DEPLOY_REQUEST, REQUESTER))
+            .await?;
+        let posts = slack.wait_for_posts(2, WAIT).await?;
+        let card = posts[1].clone();
+        let run_id = card_run_id(&card).expect("a card with buttons");
+        slack
+            .send_envelope(click(&card, &run_id, APPROVER, APPROVE))
+            .await?;
+        webhook.wait_for_requests(1, WAIT).await?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !slack
+            .posts()
+            .iter()
+            .any(|post| post.method == "chat.update" && block_text(post).contains("failed"))
+        {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no failure on the card"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+
+    // SAFETY: signalling a child this test started and still owns.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().expect("serve exits");
+    let logs = std::fs::read_to_string(&log_path).expect("logs readable");
+    result.unwrap_or_else(|error| panic!("{error:#}\n--- logs ---\n{logs}"));
+    assert!(status.success(), "serve stops cleanly on SIGTERM: {status}");
+    assert_eq!(
+        webhook.requests()[0].header("x-deploy-key"),
+        Some(DEPLOY_KEY)
+    );
+    assert!(
+        logs.contains("run decided"),
+        "the logs cover the run: {logs}"
+    );
+    let card_text: String = slack.posts().iter().map(block_text).collect();
+
+    let database_path = database.url().trim_start_matches("sqlite://").to_string();
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(bytes) = std::fs::read(format!("{database_path}{suffix}")) {
+            stored.extend(bytes);
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("1.4.2"), "the run's inputs are stored");
+    for secret in [DEPLOY_KEY, WEBHOOK_SECRET, GITHUB_TOKEN] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+        assert!(!stored.contains(secret), "{secret} is in the database");
+        assert!(!card_text.contains(secret), "{secret} is on the card");
+    }
+}
