@@ -528,6 +528,32 @@ async fn warn_about_unknown_blueprints(catalog: &Catalog, file: &AgentsFile) {
             }
         }
     }
+    for action in &file.actions {
+        for blueprint in action_blueprints(action) {
+            if !blueprints.iter().any(|known| known.identifier == blueprint) {
+                warn!(action = %action.id, blueprint = %blueprint, "an action names a blueprint that is not in the catalog yet; proposing it fails until the blueprint is imported");
+            }
+        }
+    }
+}
+
+/// The blueprints an action refers to: its target's and its entity
+/// inputs'.
+fn action_blueprints(action: &crate::actions::definition::ActionDefinition) -> Vec<String> {
+    use crate::actions::inputs::InputKind;
+    let mut blueprints: Vec<String> = action.target_blueprint.iter().cloned().collect();
+    for (_, spec) in action.inputs.inputs() {
+        match &spec.kind {
+            InputKind::Entity { blueprint } => blueprints.push(blueprint.clone()),
+            InputKind::Array(rules) => {
+                if let InputKind::Entity { blueprint } = &rules.items.kind {
+                    blueprints.push(blueprint.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    blueprints
 }
 
 /// Joins an error and its sources with `: `, as `{:#}` does for anyhow.

@@ -261,6 +261,21 @@ fn signature_test_vector_holds() {
         vector.body.as_bytes(),
         vector.signature
     ));
+
+    // The README publishes the same vector for receiver authors.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README exists");
+    for part in [
+        vector.secret,
+        vector.timestamp,
+        vector.body,
+        vector.signature,
+    ] {
+        assert!(
+            readme.contains(&format!("`{part}`")),
+            "the README shows {part}"
+        );
+    }
 }
 
 #[tokio::test]

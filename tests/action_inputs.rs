@@ -920,7 +920,7 @@ fn json_schema_describes_every_input() {
     assert_eq!(
         properties["reviewers"],
         json!({"type": "array", "minItems": 1, "maxItems": 5,
-               "items": {"type": "string",
+               "items": {"type": "string", "x-agentdesk-blueprint": "_user",
                          "description": "a reference to a _user entity: its identifier or _user:identifier"}})
     );
 }

@@ -41,6 +41,7 @@ on_both_databases!(
     concurrent_retention_runs_have_one_winner,
     periodic_retention_runs_on_one_replica,
     retention_deletes_only_old_rows,
+    retention_deletes_old_finished_action_runs,
     metadata_only_stores_no_text,
     csv_export_round_trips_every_field,
     jsonl_export_round_trips_every_field,
@@ -1288,4 +1289,108 @@ async fn cli_lists_and_exports(database: TestDatabase) {
         "{}",
         describe_output(&bad_format)
     );
+}
+
+fn new_run(
+    id: &str,
+    status: agentdesk::store::action_runs::RunStatus,
+) -> agentdesk::store::action_runs::NewRun {
+    agentdesk::store::action_runs::NewRun {
+        id: id.to_string(),
+        action_id: "deploy".to_string(),
+        agent: "ops".to_string(),
+        invocation_id: None,
+        inputs: serde_json::Map::new(),
+        target_ref: Some("service:checkout".to_string()),
+        target_title: None,
+        requester: "U0ALICE001".to_string(),
+        team_id: None,
+        channel_id: None,
+        thread_ts: None,
+        status,
+        decider: None,
+        expires_at: None,
+    }
+}
+
+/// Finished runs older than the retention are deleted; runs still waiting
+/// or running are kept, whatever their age.
+async fn retention_deletes_old_finished_action_runs(database: TestDatabase) {
+    use agentdesk::store::action_runs::{self, Decision, RunEnd, RunStatus};
+    let store = database.store().await;
+    let clock = manual_clock();
+    let shared_clock = shared(&clock);
+
+    for id in ["old-done", "old-rejected", "old-waiting", "old-running"] {
+        let status = if id == "old-running" {
+            RunStatus::InProgress
+        } else {
+            RunStatus::WaitingForApproval
+        };
+        action_runs::create(&store, &shared_clock, &new_run(id, status))
+            .await
+            .unwrap();
+    }
+    let end = RunEnd {
+        success: true,
+        summary: "HTTP 200".to_string(),
+        http_status: Some(200),
+        link: None,
+        detail: Value::Null,
+    };
+    action_runs::decide(
+        &store,
+        &shared_clock,
+        "old-done",
+        "U0BOB00002",
+        Decision::Approve,
+    )
+    .await
+    .unwrap()
+    .expect("decided");
+    action_runs::finish(&store, &shared_clock, "old-done", &end)
+        .await
+        .unwrap()
+        .expect("finished");
+    action_runs::decide(
+        &store,
+        &shared_clock,
+        "old-rejected",
+        "U0BOB00002",
+        Decision::Reject,
+    )
+    .await
+    .unwrap()
+    .expect("rejected");
+    clock.advance(25 * DAY);
+    action_runs::create(
+        &store,
+        &shared_clock,
+        &new_run("recent", RunStatus::InProgress),
+    )
+    .await
+    .unwrap();
+    action_runs::finish(&store, &shared_clock, "recent", &end)
+        .await
+        .unwrap()
+        .expect("finished");
+    clock.advance(6 * DAY);
+
+    let report = retention::run_once(&store, &shared_clock, &Retention::default())
+        .await
+        .unwrap();
+    assert_eq!(report.action_runs, 2, "old-done and old-rejected");
+    for (id, kept) in [
+        ("old-done", false),
+        ("old-rejected", false),
+        ("old-waiting", true),
+        ("old-running", true),
+        ("recent", true),
+    ] {
+        assert_eq!(
+            action_runs::get(&store, id).await.unwrap().is_some(),
+            kept,
+            "{id}"
+        );
+    }
 }

@@ -376,8 +376,7 @@ async fn wait_for_card(setup: &Setup, card: &PostedMessage, needle: &str) -> Pos
             .slack()
             .posts()
             .into_iter()
-            .filter(|post| post.method == "chat.update" && post.ts == card.ts)
-            .next_back();
+            .rfind(|post| post.method == "chat.update" && post.ts == card.ts);
         if let Some(latest) = &latest
             && block_text(latest).contains(needle)
         {
@@ -1259,4 +1258,45 @@ async fn secrets_stay_out_of_database_and_logs() {
         assert!(!stored.contains(secret), "{secret} is in the database");
         assert!(!card_text.contains(secret), "{secret} is on the card");
     }
+}
+
+/// An action whose target blueprint is not in the catalog starts with a
+/// warning, and proposing it is an error the answer passes on.
+#[test]
+fn missing_target_blueprint_warns_then_fails_the_proposal() {
+    let directory = TempDir::new().expect("temp dir");
+    let agents = directory.path().join("agentdesk.yaml");
+    std::fs::write(
+        &agents,
+        "agents:\n  - id: ops\n    title: Ops\n    description: Clusters.\n    actions: [drain]\n\
+         actions:\n  - id: drain\n    title: Drain a cluster\n    description: Drains a cluster.\n\
+         \x20   target_blueprint: cluster\n    approval: { policy: automatic }\n\
+         \x20   executor:\n      type: webhook\n      url: http://127.0.0.1:9/hook\n\
+         \x20     secret_env: AGENTDESK_WEBHOOK_SECRET\n",
+    )
+    .expect("agents file written");
+    let database = TestDatabase::sqlite_with_demo();
+    let agents = agents.display().to_string();
+    let output = crate::helpers::run_agentdesk(
+        directory.path(),
+        &[
+            ("DATABASE_URL", database.url()),
+            ("AGENTDESK_CONFIG", agents.as_str()),
+            ("AGENTDESK_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+        &["ask", "drain cluster-a"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("action names a blueprint that is not in the catalog"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("blueprint=cluster"), "{stderr}");
+    assert!(
+        stdout.contains("could not propose")
+            && stdout.contains("\"cluster\" is not in the catalog"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Action drain"), "no run: {stdout}");
 }

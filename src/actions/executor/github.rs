@@ -34,8 +34,8 @@
 //!    with `{"ref", "inputs", "return_run_details": true}`. The token needs
 //!    the `actions:write` permission on the repository (the `repo` scope
 //!    for a classic token).
-//! 2. A server that supports `return_run_details` (github.com since
-//!    February 2026, per GitHub's changelog) replies `200` with
+//! 2. A server that supports `return_run_details` (current github.com;
+//!    older GitHub Enterprise Server releases do not) replies `200` with
 //!    `workflow_run_id`, `run_url` and `html_url`; `html_url` becomes the
 //!    link. A server that predates the parameter replies `204`. A server
 //!    that rejects the parameter with a `400` or `422` naming it started

@@ -171,7 +171,7 @@ pub(super) fn answer(
             Some((shared + if named_by_id { 10 } else { 0 }, action))
         })
         .collect();
-    scored.sort_by(|left, right| right.0.cmp(&left.0));
+    scored.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
     let best = scored.first()?.0;
     let tied: Vec<&OfferedAction> = scored
         .iter()
@@ -338,7 +338,7 @@ fn fill(
         }
         // "prod" inside "production" is not a second match: keep the
         // longest values where one contains another.
-        found.sort_by(|left, right| right.2.cmp(&left.2));
+        found.sort_by_key(|(_, _, len)| std::cmp::Reverse(*len));
         let mut kept: Vec<(&str, usize, usize)> = Vec::new();
         for candidate in found {
             let overlaps = kept.iter().any(|(_, start, len)| {
