@@ -35,6 +35,7 @@ use crate::config::Settings;
 use crate::governance::limits::{self, Limits, RequestKey};
 use crate::governance::redaction::Redactor;
 use crate::llm::{LlmError, Usage};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::invocations::{
     self, NewInvocation, Outcome, Source, Status, StoragePolicy, ToolCallRecord,
@@ -64,6 +65,19 @@ pub struct App {
     /// the agents file. The model then gets no earlier turns of a Slack
     /// thread, since none are kept.
     pub metadata_only: bool,
+    /// Counters for `/metrics`, shared by every clone.
+    pub metrics: Arc<Metrics>,
+    /// What `serve` reports on its operations endpoints.
+    pub status: Arc<ServeStatus>,
+}
+
+/// The state of a running `serve`, for `/readyz` and for tests.
+#[derive(Debug, Default)]
+pub struct ServeStatus {
+    /// Where the operations endpoints listen, once bound.
+    pub ops_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Why Socket Mode stopped for good (Slack said `link_disabled`).
+    pub sockets_stopped: std::sync::Mutex<Option<String>>,
 }
 
 /// A question and where it came from.
@@ -159,7 +173,28 @@ impl App {
             access: Arc::new(AccessControl::without_directory()),
             clock,
             metadata_only,
+            metrics: Arc::new(Metrics::new()),
+            status: Arc::new(ServeStatus::default()),
         })
+    }
+
+    /// Records the end of an invocation and counts it for `/metrics`.
+    /// Returns false when the invocation was already ended (marked
+    /// interrupted at shutdown).
+    async fn finish_invocation(
+        &self,
+        agent: &str,
+        invocation_id: &str,
+        outcome: &Outcome,
+        policy: StoragePolicy,
+    ) -> Result<bool> {
+        let recorded =
+            invocations::finish(&self.store, &self.clock, invocation_id, outcome, policy).await?;
+        if recorded {
+            self.metrics
+                .invocation_finished(agent, outcome.status.as_str());
+        }
+        Ok(recorded)
     }
 
     /// Replaces the access control, for example with one that reads Slack
@@ -309,9 +344,9 @@ impl App {
                     usage: Usage::default(),
                     tool_calls: Vec::new(),
                 };
-                answer.recorded =
-                    invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
-                        .await?;
+                answer.recorded = self
+                    .finish_invocation(&agent.id, &invocation_id, &outcome, policy)
+                    .await?;
                 answer.status = Status::Failed;
                 answer.answer = format!(
                     "Sorry, something went wrong while answering. An administrator can look up \
@@ -331,9 +366,9 @@ impl App {
                 usage: Usage::default(),
                 tool_calls: Vec::new(),
             };
-            answer.recorded =
-                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
-                    .await?;
+            answer.recorded = self
+                .finish_invocation(&agent.id, &invocation_id, &outcome, policy)
+                .await?;
             answer.status = Status::Refused;
             answer.answer = message;
             answer.refusal = Some(reason);
@@ -352,9 +387,9 @@ impl App {
                 usage: Usage::default(),
                 tool_calls: Vec::new(),
             };
-            answer.recorded =
-                invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
-                    .await?;
+            answer.recorded = self
+                .finish_invocation(&agent.id, &invocation_id, &outcome, policy)
+                .await?;
             answer.status = Status::Completed;
             answer.answer = reply;
             return Ok(answer);
@@ -379,6 +414,7 @@ impl App {
             session: Some(session.clone()),
         };
         let result = runner::run(
+            &self.metrics,
             agent.backend.as_ref(),
             &agent,
             &context,
@@ -423,10 +459,10 @@ impl App {
             }
         };
 
-        answer.recorded =
-            invocations::finish(&self.store, &self.clock, &invocation_id, &outcome, policy)
-                .await
-                .context("could not record the end of the invocation")?;
+        answer.recorded = self
+            .finish_invocation(&agent.id, &invocation_id, &outcome, policy)
+            .await
+            .context("could not record the end of the invocation")?;
         let tokens = outcome.usage.input_tokens + outcome.usage.output_tokens;
         if question.source == Source::Slack
             && tokens > 0

@@ -121,11 +121,25 @@ pub struct SlackSettings {
     /// `AGENTDESK_SOCKET_CONNECTIONS`, default 2: Socket Mode connections
     /// this process opens. Slack allows 10 per app across all processes.
     pub socket_connections: u32,
-    /// `AGENTDESK_SOCKET_RECONNECT_SECS`, default 5: wait between failed
-    /// attempts to open a Socket Mode connection.
+    /// `AGENTDESK_SOCKET_RECONNECT_SECS`, default 5: the first wait after a
+    /// failed attempt to open a Socket Mode connection. Each further
+    /// failure doubles it, up to `reconnect_max`, with random jitter.
     pub reconnect_delay: Duration,
+    /// `AGENTDESK_SOCKET_RECONNECT_MAX_SECS`, default 120: the longest wait
+    /// between attempts.
+    pub reconnect_max: Duration,
+    /// `AGENTDESK_SOCKET_TOO_MANY_SECS`, default 60: the wait before
+    /// reconnecting after Slack closed a connection with
+    /// `too_many_websockets`.
+    pub too_many_sockets_delay: Duration,
+    /// `AGENTDESK_SOCKET_PING_SECS`, default 10: a connection with no frame
+    /// for this long gets a WebSocket ping.
+    pub ping_interval: Duration,
+    /// `AGENTDESK_SOCKET_SILENCE_SECS`, default 30: a connection with no
+    /// frame (not even a pong) for this long is replaced.
+    pub silence_timeout: Duration,
     /// `AGENTDESK_SOCKET_STAGGER_SECS`, default 1: delay between opening
-    /// one Socket Mode connection and the next, in whole seconds.
+    /// one Socket Mode connection and the next.
     pub socket_stagger: Duration,
     /// `AGENTDESK_DEDUPE_TTL_SECS`, default 86400: how long delivered event
     /// ids and message timestamps are remembered to drop redeliveries.
@@ -194,6 +208,10 @@ pub struct Settings {
     /// running answers finish after SIGINT or SIGTERM before marking them
     /// interrupted.
     pub shutdown_grace: Duration,
+    /// `AGENTDESK_HTTP_ADDR`, default `127.0.0.1:8080`: where `serve`
+    /// answers `/healthz`, `/readyz` and `/metrics`; `off` turns the
+    /// endpoints off.
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://agentdesk.db";
@@ -230,6 +248,10 @@ impl Settings {
                 api_url: env.string("SLACK_API_URL", "https://slack.com/api/"),
                 socket_connections: env.number("AGENTDESK_SOCKET_CONNECTIONS", 2, 1, 10)?,
                 reconnect_delay: env.seconds("AGENTDESK_SOCKET_RECONNECT_SECS", 5)?,
+                reconnect_max: env.seconds("AGENTDESK_SOCKET_RECONNECT_MAX_SECS", 120)?,
+                too_many_sockets_delay: env.seconds("AGENTDESK_SOCKET_TOO_MANY_SECS", 60)?,
+                ping_interval: env.seconds("AGENTDESK_SOCKET_PING_SECS", 10)?,
+                silence_timeout: env.seconds("AGENTDESK_SOCKET_SILENCE_SECS", 30)?,
                 socket_stagger: env.seconds("AGENTDESK_SOCKET_STAGGER_SECS", 1)?,
                 dedupe_ttl: env.seconds("AGENTDESK_DEDUPE_TTL_SECS", 86_400)?,
                 max_message_chars: env.number("AGENTDESK_MAX_MESSAGE_CHARS", 3900, 200, 3900)?,
@@ -261,6 +283,7 @@ impl Settings {
                 100_000,
             )?,
             shutdown_grace: env.seconds("AGENTDESK_SHUTDOWN_GRACE_SECS", 20)?,
+            http_addr: env.socket_address("AGENTDESK_HTTP_ADDR", "127.0.0.1:8080")?,
             retention_interval: env.seconds("AGENTDESK_RETENTION_INTERVAL_SECS", 3_600)?,
             approval_sweep_interval: env.seconds("AGENTDESK_APPROVAL_SWEEP_SECS", 30)?,
             env: EnvSnapshot(std::sync::Arc::new(vars.clone())),
@@ -285,6 +308,20 @@ impl Env<'_> {
 
     fn string(&self, name: &str, default: &str) -> String {
         self.raw(name).unwrap_or(default).to_string()
+    }
+
+    /// Reads an `address:port`, or `off` for none.
+    fn socket_address(&self, name: &str, default: &str) -> Result<Option<std::net::SocketAddr>> {
+        let raw = self.raw(name).unwrap_or(default);
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        raw.parse().map(Some).ok().with_context(|| {
+            format!(
+                "invalid {name}={raw:?}: expected an IP address and port such as 127.0.0.1:8080 \
+                 or 0.0.0.0:8080, or off"
+            )
+        })
     }
 
     fn secret(&self, name: &str) -> Option<Secret> {

@@ -30,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod governance;
 pub mod llm;
+pub mod metrics;
 pub mod slack;
 pub mod store;
 pub mod telemetry;

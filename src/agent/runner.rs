@@ -16,6 +16,7 @@ use super::Agent;
 use crate::config::LoopSettings;
 use crate::llm::retry::{RetryPolicy, complete_with_retry};
 use crate::llm::{ChatRequest, LlmBackend, LlmError, Message, ToolCall, ToolChoice, Usage};
+use crate::metrics::Metrics;
 use crate::store::invocations::{ToolCallRecord, Turn};
 use crate::tools::{ToolContext, ToolOutcome};
 
@@ -54,6 +55,7 @@ pub enum RunFailureKind {
 /// Runs one question through the model and the agent's tools.
 #[instrument(skip_all, fields(agent = %agent.id, backend = backend.name()))]
 pub async fn run(
+    metrics: &Metrics,
     backend: &dyn LlmBackend,
     agent: &Agent,
     context: &ToolContext,
@@ -97,7 +99,11 @@ pub async fn run(
             max_tokens: settings.llm_max_tokens,
         };
 
-        let response = match complete_with_retry(backend, &request, &policy, deadline).await {
+        let started = Instant::now();
+        let response = complete_with_retry(backend, &request, &policy, deadline).await;
+        let outcome = if response.is_ok() { "ok" } else { "error" };
+        metrics.llm_request(backend.name(), outcome, started.elapsed());
+        let response = match response {
             Ok(response) => response,
             Err(LlmError::Timeout(_)) if Instant::now() >= deadline => {
                 return Err(state.fail(RunFailureKind::TimeBudget(settings.time_budget)));
@@ -105,6 +111,11 @@ pub async fn run(
             Err(error) => return Err(state.fail(error.into())),
         };
         state.usage.add(response.usage);
+        metrics.llm_tokens(
+            backend.name(),
+            response.usage.input_tokens,
+            response.usage.output_tokens,
+        );
 
         if response.tool_calls.is_empty() || !tools_allowed {
             let answer = response.text.trim().to_string();
@@ -126,6 +137,18 @@ pub async fn run(
             let message = state
                 .run_tool(agent, context, settings, call, deadline)
                 .await;
+            let outcome = match state.records.last() {
+                Some(record) if record.error.is_none() => "ok",
+                _ => "error",
+            };
+            // A model can name any tool; unknown names share one label so
+            // they cannot grow the metric without bound.
+            let tool = if agent.tools.get(&call.name).is_some() {
+                call.name.as_str()
+            } else {
+                "unknown"
+            };
+            metrics.tool_call(tool, outcome);
             messages.push(message);
         }
         if Instant::now() >= deadline {

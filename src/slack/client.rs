@@ -2,8 +2,10 @@
 //!
 //! slack-morphism's default connector accepts https only; the one built
 //! here also speaks plain http, so `SLACK_API_URL` can point at a local
-//! stand-in, and GovSlack or a proxy works the same way. Calls that Slack
-//! rate-limits (HTTP 429) are retried after the `Retry-After` it sends.
+//! stand-in, and GovSlack or a proxy works the same way. Every call goes
+//! through [`SlackApi::with_retry`]: one that Slack rate-limits (HTTP 429)
+//! is retried after the `Retry-After` it sends, and failures are counted
+//! for `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +17,17 @@ use tracing::warn;
 
 use super::events::BotIdentity;
 use crate::config::Secret;
+use crate::metrics::Metrics;
 
 /// Attempts of one Web API call when Slack keeps answering 429.
 const MAX_RATE_LIMIT_ATTEMPTS: u32 = 5;
 
 /// Wait after a 429 that carried no `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Longest `Retry-After` honoured; a longer one fails the call instead of
+/// holding an answer for minutes.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Builds a client for the Web API at `api_url`.
 pub fn build_client(api_url: &str) -> Result<Arc<SlackHyperClient>> {
@@ -54,6 +61,7 @@ pub fn build_client(api_url: &str) -> Result<Arc<SlackHyperClient>> {
 pub struct SlackApi {
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
+    metrics: Arc<Metrics>,
     /// Answers of `users.info` and `users.lookupByEmail`, shared by clones.
     people: Arc<PeopleCache>,
 }
@@ -72,11 +80,47 @@ struct PeopleCache {
 const PEOPLE_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl SlackApi {
-    pub fn new(client: Arc<SlackHyperClient>, bot_token: &Secret) -> Self {
+    pub fn new(client: Arc<SlackHyperClient>, bot_token: &Secret, metrics: Arc<Metrics>) -> Self {
         Self {
             client,
             token: SlackApiToken::new(bot_token.expose().into()),
+            metrics,
             people: Arc::new(PeopleCache::default()),
+        }
+    }
+
+    /// Runs one Web API call, retrying it after each 429 for as long as
+    /// Slack's `Retry-After` says (at most [`MAX_RETRY_AFTER`]), up to
+    /// [`MAX_RATE_LIMIT_ATTEMPTS`] attempts. Counts retries and failures.
+    async fn with_retry<T, F, Fut>(&self, method: &str, mut call: F) -> Result<T, SlackClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SlackClientError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(SlackClientError::RateLimitError(limit))
+                    if attempt < MAX_RATE_LIMIT_ATTEMPTS
+                        && limit.retry_after.is_none_or(|wait| wait <= MAX_RETRY_AFTER) =>
+                {
+                    let wait = limit.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                    self.metrics.slack_api_retry(method);
+                    warn!(
+                        method,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "Slack rate-limited a Web API call; retrying after its Retry-After"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    self.metrics.slack_api_error(method, &error_label(&error));
+                    return Err(error);
+                }
+            }
         }
     }
 
@@ -86,9 +130,10 @@ impl SlackApi {
 
     /// Asks Slack who the bot is.
     pub async fn identify(&self) -> Result<BotIdentity> {
-        let session = self.client.open_session(&self.token);
-        let response = session
-            .auth_test()
+        let response = self
+            .with_retry("auth.test", || async {
+                self.client.open_session(&self.token).auth_test().await
+            })
             .await
             .context("auth.test failed: check that SLACK_BOT_TOKEN is the app's bot token (xoxb-...) and that the app is installed")?;
         Ok(BotIdentity {
@@ -116,29 +161,16 @@ impl SlackApi {
             .with_unfurl_links(false)
             .with_unfurl_media(false);
 
-        let mut attempt = 1;
-        loop {
-            let session = self.client.open_session(&self.token);
-            match session.chat_post_message(&request).await {
-                Ok(response) => return Ok(response.ts.to_string()),
-                Err(SlackClientError::RateLimitError(limit))
-                    if attempt < MAX_RATE_LIMIT_ATTEMPTS =>
-                {
-                    let wait = limit.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-                    warn!(
-                        channel,
-                        attempt,
-                        wait_ms = wait.as_millis() as u64,
-                        "Slack rate-limited chat.postMessage; retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(error) => {
-                    return Err(anyhow::Error::new(error).context("chat.postMessage failed"));
-                }
-            }
-        }
+        let response = self
+            .with_retry("chat.postMessage", || async {
+                self.client
+                    .open_session(&self.token)
+                    .chat_post_message(&request)
+                    .await
+            })
+            .await
+            .context("chat.postMessage failed")?;
+        Ok(response.ts.to_string())
     }
 }
 
@@ -159,11 +191,14 @@ impl SlackApi {
         if let Some(thread_ts) = thread_ts {
             request = request.with_thread_ts(thread_ts.into());
         }
-        self.client
-            .open_session(&self.token)
-            .chat_post_ephemeral(&request)
-            .await
-            .context("chat.postEphemeral failed")?;
+        self.with_retry("chat.postEphemeral", || async {
+            self.client
+                .open_session(&self.token)
+                .chat_post_ephemeral(&request)
+                .await
+        })
+        .await
+        .context("chat.postEphemeral failed")?;
         Ok(())
     }
 
@@ -185,11 +220,14 @@ impl SlackApi {
             prompts,
         )
         .with_title(title.to_string());
-        self.client
-            .open_session(&self.token)
-            .assistant_threads_set_suggested_prompts(&request)
-            .await
-            .context("assistant.threads.setSuggestedPrompts failed")?;
+        self.with_retry("assistant.threads.setSuggestedPrompts", || async {
+            self.client
+                .open_session(&self.token)
+                .assistant_threads_set_suggested_prompts(&request)
+                .await
+        })
+        .await
+        .context("assistant.threads.setSuggestedPrompts failed")?;
         Ok(())
     }
 }
@@ -201,9 +239,12 @@ impl crate::agent::access::GroupDirectory for SlackApi {
     async fn members(&self, group: &str) -> Result<std::collections::HashSet<String>> {
         let request = SlackApiUserGroupsUsersListRequest::new(group.into());
         let response = self
-            .client
-            .open_session(&self.token)
-            .usergroups_users_list(&request)
+            .with_retry("usergroups.users.list", || async {
+                self.client
+                    .open_session(&self.token)
+                    .usergroups_users_list(&request)
+                    .await
+            })
             .await
             .with_context(|| format!("usergroups.users.list failed for the user group {group}"))?;
         Ok(response
@@ -227,27 +268,15 @@ impl SlackApi {
             .with_text(text.to_string())
             .with_blocks(blocks);
         let request = SlackApiChatUpdateRequest::new(channel.into(), content, ts.into());
-        let mut attempt = 1;
-        loop {
-            let session = self.client.open_session(&self.token);
-            match session.chat_update(&request).await {
-                Ok(_) => return Ok(()),
-                Err(SlackClientError::RateLimitError(limit))
-                    if attempt < MAX_RATE_LIMIT_ATTEMPTS =>
-                {
-                    let wait = limit.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-                    warn!(
-                        channel,
-                        attempt,
-                        wait_ms = wait.as_millis() as u64,
-                        "Slack rate-limited chat.update; retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(error) => return Err(anyhow::Error::new(error).context("chat.update failed")),
-            }
-        }
+        self.with_retry("chat.update", || async {
+            self.client
+                .open_session(&self.token)
+                .chat_update(&request)
+                .await
+        })
+        .await
+        .context("chat.update failed")?;
+        Ok(())
     }
 
     /// Finds the Slack user with this e-mail address (`users.lookupByEmail`,
@@ -262,9 +291,12 @@ impl SlackApi {
         }
         let request = SlackApiUsersLookupByEmailRequest::new(EmailAddress(key.clone()));
         let found = match self
-            .client
-            .open_session(&self.token)
-            .users_lookup_by_email(&request)
+            .with_retry("users.lookupByEmail", || async {
+                self.client
+                    .open_session(&self.token)
+                    .users_lookup_by_email(&request)
+                    .await
+            })
             .await
         {
             Ok(response) => Some(response.user.id.to_string()),
@@ -289,9 +321,12 @@ impl SlackApi {
         }
         let request = SlackApiUsersInfoRequest::new(user.into());
         let response = self
-            .client
-            .open_session(&self.token)
-            .users_info(&request)
+            .with_retry("users.info", || async {
+                self.client
+                    .open_session(&self.token)
+                    .users_info(&request)
+                    .await
+            })
             .await
             .with_context(|| format!("users.info failed for {user}"))?;
         let flags = serde_json::to_value(&response.user).unwrap_or_default();
@@ -323,5 +358,20 @@ impl crate::actions::approval::People for SlackApi {
 
     async fn is_bot(&self, user: &str) -> Result<bool> {
         SlackApi::is_bot(self, user).await
+    }
+}
+
+/// A short, bounded label for a failed call: Slack's error code, or the
+/// kind of failure.
+fn error_label(error: &SlackClientError) -> String {
+    match error {
+        SlackClientError::ApiError(error) => error.code.clone(),
+        SlackClientError::RateLimitError(_) => "ratelimited".to_string(),
+        SlackClientError::HttpError(error) => format!("http_{}", error.status_code.as_u16()),
+        SlackClientError::HttpProtocolError(_) => "http_protocol".to_string(),
+        SlackClientError::ProtocolError(_) => "protocol".to_string(),
+        SlackClientError::EndOfStream(_) => "end_of_stream".to_string(),
+        SlackClientError::SystemError(_) => "system".to_string(),
+        SlackClientError::SocketModeProtocolError(_) => "socket_mode_protocol".to_string(),
     }
 }

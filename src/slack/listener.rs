@@ -1,15 +1,14 @@
-//! The Socket Mode callbacks and the work they hand off.
+//! What happens to each Socket Mode envelope once it is acked.
 //!
-//! slack-morphism sends an envelope's ack only after its callback returns
-//! and reads no further frame on that socket meanwhile, so each callback
-//! only judges the event (no I/O) and spawns the real work: dedupe in the
-//! database, the agent run, the reply. One slow answer therefore never
-//! delays another envelope's ack.
+//! The connection loop ([`super::socket`]) acks an envelope before it hands
+//! the payload here, and these handlers only judge the payload (no I/O)
+//! and spawn the real work: dedupe in the database, the agent run, the
+//! reply. One slow answer therefore never delays another envelope's ack.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use slack_morphism::errors::SlackClientError;
+use serde_json::Value;
 use slack_morphism::prelude::*;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -120,49 +119,44 @@ impl Bot {
     }
 }
 
-async fn bot_from(states: &SlackClientEventsUserState) -> Option<Arc<Bot>> {
-    states.read().await.get_user_state::<Arc<Bot>>().cloned()
-}
-
-/// Handles an Events API envelope: judge it, and spawn the answer.
-pub async fn on_push_event(
-    event: SlackPushEventCallback,
-    _client: Arc<SlackHyperClient>,
-    states: SlackClientEventsUserState,
-) -> UserCallbackResult<()> {
-    let Some(bot) = bot_from(&states).await else {
-        error!("the Slack listener has no bot state; event dropped");
-        return Ok(());
-    };
-
-    let body = match &event.event {
-        SlackEventCallbackBody::Unknown(raw) => {
-            let event_type = raw
+/// Handles an `events_api` envelope's payload (an `event_callback`): judges
+/// the event and spawns the answer. Does no I/O, so the ack is never held.
+pub fn handle_events_api(bot: &Arc<Bot>, payload: Value) {
+    let metrics = &bot.app.metrics;
+    if payload.get("type").and_then(Value::as_str) != Some("event_callback") {
+        debug!(
+            payload_type = payload
                 .get("type")
-                .and_then(|value| value.as_str())
-                .unwrap_or("?");
-            info!(event_type, event_id = %event.event_id, "event the Slack library could not type; judging it from its JSON");
-            raw.clone()
-        }
-        typed => match serde_json::to_value(typed) {
-            Ok(value) => value,
-            Err(error) => {
-                warn!(event_id = %event.event_id, error = %error, "could not read a Slack event; event dropped");
-                return Ok(());
-            }
-        },
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?"),
+            "events_api payload that is not an event callback; ignored"
+        );
+        metrics.event_dropped("not an event callback");
+        return;
+    }
+    let text = |field: &str| {
+        payload
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let event_id = text("event_id").unwrap_or_default();
+    let team_id = text("team_id");
+    let Some(body) = payload.get("event").filter(|event| event.is_object()) else {
+        warn!(event_id = %event_id, "event callback without an event; ignored");
+        metrics.event_dropped("event callback without an event");
+        return;
     };
 
-    let event_id = event.event_id.to_string();
-    let team_id = event.team_id.to_string();
-    if let SlackEventCallbackBody::AssistantThreadStarted(started) = &event.event {
+    if body.get("type").and_then(Value::as_str) == Some("assistant_thread_started") {
         let worker = bot.clone();
-        let thread = started.assistant_thread.clone();
+        let thread = body.get("assistant_thread").cloned().unwrap_or(Value::Null);
         bot.tasks
             .spawn(async move { suggest_prompts(&worker, thread).await });
-        return Ok(());
+        return;
     }
-    match classify(&body, Some(&event_id), Some(&team_id), &bot.identity) {
+    let event_id_field = (!event_id.is_empty()).then_some(event_id.as_str());
+    match classify(body, event_id_field, team_id.as_deref(), &bot.identity) {
         Verdict::Question(message) => {
             let span = info_span!(
                 "slack_question",
@@ -176,14 +170,11 @@ pub async fn on_push_event(
                 .spawn(async move { answer_message(&worker, message).await }.instrument(span));
         }
         Verdict::Ignore(reason) => {
-            let event_type = body
-                .get("type")
-                .and_then(|value| value.as_str())
-                .unwrap_or("?");
+            let event_type = body.get("type").and_then(Value::as_str).unwrap_or("?");
             debug!(event_id = %event_id, event_type, reason, "event ignored");
+            metrics.event_dropped(reason);
         }
     }
-    Ok(())
 }
 
 /// Claims, answers and replies to one question.
@@ -201,6 +192,7 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
         Ok(true) => {}
         Ok(false) => {
             debug!("question already delivered; dropped");
+            app.metrics.event_deduplicated();
             return;
         }
         Err(error) => {
@@ -292,24 +284,29 @@ async fn post_or_log(
     }
 }
 
-/// Handles button clicks: acks at once and records feedback in a spawned
-/// task, like every other piece of work.
-pub async fn on_interaction(
-    event: SlackInteractionEvent,
-    _client: Arc<SlackHyperClient>,
-    states: SlackClientEventsUserState,
-) -> UserCallbackResult<()> {
+/// Handles an `interactive` envelope's payload: button clicks on approval
+/// cards and feedback buttons. Spawns the work, like every other handler,
+/// so the envelope is acked at once.
+pub fn handle_interactive(bot: &Arc<Bot>, payload: Value) {
+    let event: SlackInteractionEvent = match serde_json::from_value(payload) {
+        Ok(event) => event,
+        Err(error) => {
+            warn!(error = %error, "Slack sent an interaction payload that could not be read; acked and dropped");
+            bot.app.metrics.event_dropped("malformed interaction");
+            return;
+        }
+    };
     let SlackInteractionEvent::BlockActions(click) = event else {
         debug!("interactive event acknowledged; no handler for its type");
-        return Ok(());
-    };
-    let Some(bot) = bot_from(&states).await else {
-        error!("the Slack listener has no bot state; click dropped");
-        return Ok(());
+        bot.app
+            .metrics
+            .event_dropped("interaction type not handled");
+        return;
     };
     let Some(user) = click.user.as_ref().map(|user| user.id.to_string()) else {
         warn!("button click without a user; dropped");
-        return Ok(());
+        bot.app.metrics.event_dropped("click without a user");
+        return;
     };
     let (channel, message_ts) = match &click.container {
         SlackInteractionActionContainer::Message(container) => (
@@ -374,7 +371,6 @@ pub async fn on_interaction(
             .instrument(span),
         );
     }
-    Ok(())
 }
 
 async fn record_feedback(
@@ -408,8 +404,7 @@ async fn record_feedback(
 
 /// Shows the conversation starters of the agent for a new assistant
 /// thread: the agent of the channel the user is looking at, or the default.
-async fn suggest_prompts(bot: &Bot, thread: SlackAssistantThread) {
-    let value = serde_json::to_value(&thread).unwrap_or_default();
+async fn suggest_prompts(bot: &Bot, value: Value) {
     let field = |pointer: &str| {
         value
             .pointer(pointer)
@@ -455,15 +450,12 @@ async fn suggest_prompts(bot: &Bot, thread: SlackAssistantThread) {
 }
 
 /// Answers `/agentdesk help`, `/agentdesk agents` and `/agentdesk usage`
-/// in the ack itself, which Slack shows to the user only.
-pub async fn on_command(
-    event: SlackCommandEvent,
-    _client: Arc<SlackHyperClient>,
-    states: SlackClientEventsUserState,
-) -> UserCallbackResult<SlackCommandEventResponse> {
-    let reply = match bot_from(&states).await {
-        Some(bot) => {
-            let work = super::commands::reply(&bot, &event);
+/// from a `slash_commands` envelope's payload. Returns the response payload
+/// for the ack, which Slack shows to the user only.
+pub async fn handle_slash_command(bot: &Arc<Bot>, payload: Value) -> Value {
+    let reply = match serde_json::from_value::<SlackCommandEvent>(payload) {
+        Ok(event) => {
+            let work = super::commands::reply(bot, &event);
             match tokio::time::timeout(COMMAND_DEADLINE, work).await {
                 Ok(text) => text,
                 Err(_) => {
@@ -472,52 +464,14 @@ pub async fn on_command(
                 }
             }
         }
-        None => "agentdesk is starting up; please try again in a moment.".to_string(),
+        Err(error) => {
+            warn!(error = %error, "Slack sent a slash command payload that could not be read");
+            bot.app.metrics.event_dropped("malformed slash command");
+            "Sorry, I could not read that command. Try `/agentdesk help`.".to_string()
+        }
     };
-    Ok(
-        SlackCommandEventResponse::new(SlackMessageContent::new().with_text(reply))
-            .with_response_type(SlackMessageResponseType::Ephemeral),
-    )
+    serde_json::json!({ "response_type": "ephemeral", "text": reply })
 }
 
 /// Slack drops a slash command whose ack takes over 3 seconds.
 const COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2_500);
-
-/// Logs each new Socket Mode connection. Generic because slack-morphism
-/// does not export its hello event type; it is read through serde.
-pub async fn on_hello<Hello: serde::Serialize>(
-    event: Hello,
-    _client: Arc<SlackHyperClient>,
-    _states: SlackClientEventsUserState,
-) {
-    let hello = serde_json::to_value(&event).unwrap_or_default();
-    info!(
-        num_connections = hello
-            .get("num_connections")
-            .and_then(|count| count.as_u64()),
-        "Socket Mode connection ready"
-    );
-}
-
-/// Logs errors from the listener, such as a payload that does not parse,
-/// and lets the envelope be acked: a malformed payload never parses better
-/// on redelivery.
-pub fn on_listener_error(
-    error: Box<dyn std::error::Error + Send + Sync>,
-    _client: Arc<SlackHyperClient>,
-    _states: SlackClientEventsUserState,
-) -> HttpStatusCode {
-    match error.downcast_ref::<SlackClientError>() {
-        Some(SlackClientError::ProtocolError(protocol)) => {
-            let size = protocol.json_body.as_ref().map_or(0, String::len);
-            warn!(
-                error = %protocol.json_error,
-                payload_bytes = size,
-                "Slack sent a payload that could not be read; acknowledged and dropped"
-            );
-            debug!(payload = ?protocol.json_body, "unreadable Slack payload");
-        }
-        _ => warn!(error = %error, "Slack listener error"),
-    }
-    HttpStatusCode::OK
-}

@@ -6,7 +6,8 @@
 //!   broadcast mentions neutralised.
 //! - [`split`]: mrkdwn split into chunks under Slack's size limits.
 //! - [`events`]: which events are questions for the bot.
-//! - [`listener`]: the Socket Mode callbacks and the answers they spawn.
+//! - [`socket`]: the Socket Mode connections, acks and reconnection.
+//! - [`listener`]: what each envelope starts: answers, clicks, commands.
 //! - [`client`] and [`reply`]: Web API calls and posting answers.
 //! - [`serve`]: `agentdesk serve`, start-up and shutdown.
 
@@ -20,5 +21,6 @@ pub mod listener;
 pub mod mrkdwn;
 pub mod reply;
 pub mod serve;
+pub mod socket;
 pub mod split;
 pub mod text;

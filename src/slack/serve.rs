@@ -19,9 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::client::{SlackApi, build_client};
-use super::listener::{
-    Bot, on_command, on_hello, on_interaction, on_listener_error, on_push_event,
-};
+use super::listener::Bot;
+use super::socket::{self, SocketOptions};
 use crate::agent::access::AccessControl;
 use crate::app::App;
 use crate::governance::retention;
@@ -55,7 +54,7 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let client = build_client(&slack.api_url)?;
-    let api = SlackApi::new(client.clone(), &bot_token);
+    let api = SlackApi::new(client.clone(), &bot_token, app.metrics.clone());
     let identity = api.identify().await?;
     let app_token = SlackApiToken::new(app_token.expose().into());
     check_app_token(&client, &app_token).await?;
@@ -83,26 +82,12 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
         maintenance.clone(),
     ));
 
-    let environment = Arc::new(
-        SlackClientEventsListenerEnvironment::new(client)
-            .with_error_handler(on_listener_error)
-            .with_user_state(bot.clone()),
+    let sockets = socket::start(
+        bot.clone(),
+        client,
+        app_token,
+        SocketOptions::from_settings(slack),
     );
-    let callbacks = SlackSocketModeListenerCallbacks::new()
-        .with_push_events(on_push_event)
-        .with_interaction_events(on_interaction)
-        .with_command_events(on_command)
-        .with_hello_events(on_hello);
-    let config = SlackClientSocketModeConfig::new()
-        .with_max_connections_count(slack.socket_connections)
-        .with_reconnect_timeout_in_seconds(slack.reconnect_delay.as_secs().max(1))
-        .with_initial_backoff_in_seconds(slack.socket_stagger.as_secs());
-    let listener = SlackClientSocketModeListener::new(&config, environment, callbacks);
-    listener
-        .listen_for(&app_token)
-        .await
-        .context("could not register the Socket Mode token")?;
-    listener.start().await;
     info!(
         sockets = slack.socket_connections,
         "listening for Slack events"
@@ -110,7 +95,7 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
 
     shutdown.await;
     info!("shutting down: closing the Slack connections");
-    listener.shutdown().await;
+    sockets.shutdown().await;
 
     bot.tasks.close();
     let grace = app.settings.shutdown_grace;
