@@ -31,6 +31,7 @@ pub mod config;
 pub mod governance;
 pub mod llm;
 pub mod metrics;
+pub mod ops;
 pub mod slack;
 pub mod store;
 pub mod telemetry;

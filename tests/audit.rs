@@ -33,6 +33,7 @@ on_both_databases!(
     changed_vote_replaces_old_one,
     two_users_get_two_votes,
     vote_on_unknown_invocation_is_rejected,
+    simultaneous_same_votes_all_succeed,
     lease_blocks_second_holder_while_valid,
     lease_passes_to_second_holder_after_expiry,
     lease_is_reentrant_for_its_holder,
@@ -233,6 +234,35 @@ async fn vote_on_unknown_invocation_is_rejected(database: TestDatabase) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A double click sends the same vote twice at once; both succeed and one
+/// vote is stored.
+async fn simultaneous_same_votes_all_succeed(database: TestDatabase) {
+    let store = database.store().await;
+    let clock = manual_clock();
+    record_simple(&store, &clock, "inv-1").await;
+    let shared_clock: SharedClock = clock.clone();
+
+    let mut clicks = Vec::new();
+    for _ in 0..8 {
+        let (store, clock) = (store.clone(), shared_clock.clone());
+        clicks.push(tokio::spawn(async move {
+            feedback::record_vote(&store, &clock, "inv-1", "U0001", Vote::Up).await
+        }));
+    }
+    let mut new_votes = 0;
+    for click in clicks {
+        let change = click.await.unwrap().expect("every click succeeds");
+        if change == VoteChange::New {
+            new_votes += 1;
+        }
+    }
+    assert!(new_votes >= 1, "one click stored the vote");
+    assert_eq!(
+        feedback::votes_for(&store, "inv-1").await.unwrap(),
+        vec![("U0001".to_string(), Vote::Up)]
     );
 }
 

@@ -284,6 +284,7 @@ async fn answer_finished_during_shutdown_reaches_asker() {
             ("AGENTDESK_SOCKET_STAGGER_SECS", "0"),
             ("AGENTDESK_SHUTDOWN_GRACE_SECS", "1"),
             ("AGENTDESK_LLM_TIMEOUT_SECS", "30"),
+            ("AGENTDESK_HTTP_ADDR", "127.0.0.1:0"),
         ],
     )
     .await;

@@ -53,6 +53,11 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
         warn!("SLACK_APP_TOKEN does not start with xapp-; an app-level token is expected");
     }
 
+    // Bound first, so a taken port stops start-up before Slack is touched.
+    let ops_listener = match settings.http_addr {
+        Some(address) => Some(crate::ops::bind(address).await?),
+        None => None,
+    };
     let client = build_client(&slack.api_url)?;
     let api = SlackApi::new(client.clone(), &bot_token, app.metrics.clone());
     let identity = api.identify().await?;
@@ -64,6 +69,13 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
     let app = app.with_access(AccessControl::with_directory(Box::new(api.clone())));
     let bot = Arc::new(Bot::new(app.clone(), api, identity));
     let maintenance = CancellationToken::new();
+    if let Some(listener) = ops_listener {
+        tokio::spawn(crate::ops::serve(
+            listener,
+            app.clone(),
+            maintenance.clone(),
+        ));
+    }
     tokio::spawn(run_maintenance(app.clone(), maintenance.clone()));
     super::actions::sweep(&bot).await;
     tokio::spawn(run_sweeps(

@@ -92,7 +92,12 @@ pub async fn record_vote(
     .rows_affected();
 
     match (written, previous) {
-        (0, None) => Err(UnknownInvocation(invocation_id.to_string()).into()),
+        // A click at the same instant may have stored this very vote after
+        // the read above; then nothing changed, and the invocation exists.
+        (0, None) => match stored_vote(store, invocation_id, user_id).await? {
+            Some(_) => Ok(VoteChange::Unchanged),
+            None => Err(UnknownInvocation(invocation_id.to_string()).into()),
+        },
         (0, Some(_)) => Ok(VoteChange::Unchanged),
         (_, None) => Ok(VoteChange::New),
         (_, Some(_)) => Ok(VoteChange::Changed),

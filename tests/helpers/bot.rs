@@ -88,6 +88,8 @@ pub fn bot_settings(slack: &SlackStandin, database: &str, extra: &[(&str, &str)]
     vars.insert("AGENTDESK_SOCKET_STAGGER_SECS".into(), "0".into());
     vars.insert("AGENTDESK_SOCKET_RECONNECT_SECS".into(), "1".into());
     vars.insert("AGENTDESK_SHUTDOWN_GRACE_SECS".into(), "5".into());
+    // Any free port, so bots in parallel tests do not collide.
+    vars.insert("AGENTDESK_HTTP_ADDR".into(), "127.0.0.1:0".into());
     for (name, value) in extra {
         vars.insert((*name).into(), (*value).into());
     }
