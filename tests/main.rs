@@ -16,6 +16,7 @@ mod regressions;
 mod search;
 mod slack_actions;
 mod slack_agents;
+mod slack_faults;
 mod slack_serve;
 mod slack_standin;
 mod slack_text;

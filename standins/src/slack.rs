@@ -263,6 +263,14 @@ impl SlackStandin {
             .send(socket, None, frame.to_string())
     }
 
+    /// Makes one socket go silent: the stand-in stops reading and writing on
+    /// it and answers no pings, but keeps the TCP connection open, so only a
+    /// client that watches for silence notices. The socket still counts as
+    /// open. Returns false for an index that is not open.
+    pub fn silence_socket(&self, socket: usize) -> bool {
+        self.shared.socket_mode().silence(socket)
+    }
+
     /// Closes one socket from the server side with a WebSocket close frame.
     /// The socket stops counting as open at once. An unknown index is ignored.
     pub async fn close_socket(&self, socket: usize) {

@@ -29,6 +29,8 @@ pub(super) struct SocketModeState {
     tickets: HashSet<String>,
     /// Outgoing frame queues of the open sockets, by socket index.
     sockets: BTreeMap<usize, mpsc::UnboundedSender<String>>,
+    /// Switches that make an open socket go silent, by socket index.
+    silencers: HashMap<usize, watch::Sender<bool>>,
     next_socket: usize,
     /// The lowest socket index that round robin picks next.
     round_robin: usize,
@@ -68,9 +70,14 @@ impl SocketModeState {
 
     /// Registers a new socket and queues its `hello` frame ahead of any
     /// envelope. Returns the socket's index.
-    fn register(&mut self, queue: mpsc::UnboundedSender<String>) -> usize {
+    fn register(
+        &mut self,
+        queue: mpsc::UnboundedSender<String>,
+        silencer: watch::Sender<bool>,
+    ) -> usize {
         let socket = self.next_socket;
         self.next_socket += 1;
+        self.silencers.insert(socket, silencer);
 
         let hello = hello_frame(self.sockets.len() + 1);
         // The caller owns the receiver, so the queue is open.
@@ -126,6 +133,17 @@ impl SocketModeState {
     /// Closes a socket after the frames already queued on it.
     pub(super) fn close(&mut self, socket: usize) {
         self.sockets.remove(&socket);
+        self.silencers.remove(&socket);
+    }
+
+    /// Makes a socket go silent: it stops reading, writing and answering
+    /// pings, but the TCP connection stays open, as a connection behind a
+    /// dead proxy does. Returns false for a socket that is not open.
+    pub(super) fn silence(&mut self, socket: usize) -> bool {
+        match self.silencers.get(&socket) {
+            Some(silencer) => silencer.send(true).is_ok(),
+            None => false,
+        }
     }
 
     /// Records a text frame from the client. A JSON object whose
@@ -216,11 +234,12 @@ async fn serve_socket(stream: TcpStream, shared: Arc<Shared>, shutdown: watch::R
     };
 
     let (queue, outgoing) = mpsc::unbounded_channel();
-    let socket = shared.socket_mode().register(queue);
+    let (silencer, silenced) = watch::channel(false);
+    let socket = shared.socket_mode().register(queue, silencer);
     shared.notify();
     tracing::debug!(socket, "socket mode connection opened");
 
-    exchange_frames(websocket, socket, outgoing, &shared, shutdown).await;
+    exchange_frames(websocket, socket, outgoing, &shared, shutdown, silenced).await;
 
     shared.socket_mode().close(socket);
     shared.notify();
@@ -245,10 +264,21 @@ async fn exchange_frames(
     mut outgoing: mpsc::UnboundedReceiver<String>,
     shared: &Shared,
     mut shutdown: watch::Receiver<()>,
+    mut silenced: watch::Receiver<bool>,
 ) {
     let mut closing = false;
     loop {
         tokio::select! {
+            changed = silenced.changed() => {
+                if changed.is_ok() && *silenced.borrow() {
+                    tracing::debug!(socket, "socket mode connection silenced");
+                    // Hold the connection without reading or writing until
+                    // the client gives up on it or the stand-in stops.
+                    let _held = websocket;
+                    let _ = shutdown.changed().await;
+                    return;
+                }
+            }
             frame = outgoing.recv(), if !closing => match frame {
                 Some(frame) => {
                     if let Err(error) = websocket.send(Message::text(frame)).await {

@@ -1,0 +1,375 @@
+//! Slack faults the connection loop must survive, produced by the stand-in
+//! Slack, and the operations endpoints that report on them.
+
+use std::time::{Duration, Instant};
+
+use agentdesk_standins::slack::{Fault, SlackStandin, with_fresh_ids};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::bot::{RunningBot, WAIT, sqlite_url, start_bot};
+use crate::helpers::slack_fixture;
+
+/// Fast socket timings, so each fault plays out in about a second.
+const FAST: [(&str, &str); 4] = [
+    ("AGENTDESK_SOCKET_RECONNECT_SECS", "0.2"),
+    ("AGENTDESK_SOCKET_RECONNECT_MAX_SECS", "2"),
+    ("AGENTDESK_SOCKET_PING_SECS", "0.2"),
+    ("AGENTDESK_SOCKET_SILENCE_SECS", "0.8"),
+];
+
+async fn bot_with(extra: &[(&str, &str)]) -> (RunningBot, TempDir) {
+    let directory = TempDir::new().expect("temp dir");
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let mut settings: Vec<(&str, &str)> = FAST.to_vec();
+    settings.extend_from_slice(extra);
+    let bot = start_bot(slack, &sqlite_url(&directory), &settings).await;
+    (bot, directory)
+}
+
+fn question(text: &str) -> Value {
+    let mut envelope = with_fresh_ids(&slack_fixture("app_mention_envelope.json"));
+    envelope["payload"]["event"]["text"] = json!(format!("<@U0BOT00001> {text}"));
+    envelope
+}
+
+/// Sends a question to one socket and waits for its answer.
+async fn ask_on(bot: &RunningBot, socket: usize, text: &str) {
+    let before = bot.slack.posts().len();
+    let envelope = question(text);
+    let envelope_id = envelope["envelope_id"].as_str().unwrap().to_string();
+    bot.slack
+        .send_envelope_to(socket, envelope)
+        .await
+        .expect("envelope sent");
+    let ack = bot
+        .slack
+        .wait_for_ack(&envelope_id, WAIT)
+        .await
+        .expect("envelope acked");
+    assert_eq!(ack.socket, socket, "acked on the socket it came from");
+    bot.slack
+        .wait_for_posts(before + 1, WAIT)
+        .await
+        .expect("the question is answered");
+}
+
+fn connection_opens(slack: &SlackStandin) -> usize {
+    slack
+        .calls()
+        .iter()
+        .filter(|call| call.method == "apps.connections.open")
+        .count()
+}
+
+/// Waits until a new socket (one not in `known`) is open, and returns it.
+async fn new_socket(slack: &SlackStandin, known: &[usize]) -> usize {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(socket) = slack
+            .open_socket_ids()
+            .into_iter()
+            .find(|socket| !known.contains(socket))
+        {
+            return socket;
+        }
+        assert!(Instant::now() < deadline, "no new socket was opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get(bot: &RunningBot, path: &str) -> (u16, String) {
+    let address = *bot
+        .app
+        .status
+        .ops_addr
+        .get()
+        .expect("the operations endpoints are bound");
+    let response = reqwest::get(format!("http://{address}{path}"))
+        .await
+        .expect("the operations endpoint answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("a text body"))
+}
+
+#[tokio::test]
+async fn operations_endpoints_report_health_and_metrics() {
+    let (bot, _directory) = bot_with(&[]).await;
+
+    assert_eq!(get(&bot, "/healthz").await, (200, "ok\n".to_string()));
+    let (status, body) = get(&bot, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    ask_on(&bot, bot.slack.open_socket_ids()[0], "who owns payments?").await;
+    bot.send(with_fresh_ids(&slack_fixture(
+        "message_from_own_bot_envelope.json",
+    )))
+    .await;
+
+    let (status, metrics) = get(&bot, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "agentdesk_slack_events_received_total{type=\"events_api\"} 2",
+        "agentdesk_slack_events_acked_total{type=\"events_api\"} 2",
+        "agentdesk_slack_events_dropped_total{reason=\"message from a bot\"} 1",
+        "agentdesk_invocations_total{agent=\"default\",status=\"completed\"} 1",
+        "agentdesk_llm_request_seconds_count{backend=\"offline\",outcome=\"ok\"}",
+        "agentdesk_tool_calls_total{tool=\"search_entities\",outcome=\"ok\"}",
+        "agentdesk_llm_tokens_total{backend=\"offline\",direction=\"input\"}",
+        "agentdesk_slack_open_sockets 1",
+        "# TYPE agentdesk_llm_request_seconds histogram",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
+
+    let (status, _) = get(&bot, "/nowhere").await;
+    assert_eq!(status, 404);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn taken_operations_port_stops_startup() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let directory = TempDir::new().expect("temp dir");
+    let settings = crate::helpers::bot::bot_settings(
+        &slack,
+        &sqlite_url(&directory),
+        &[("AGENTDESK_HTTP_ADDR", address.as_str())],
+    );
+    let app = agentdesk::app::App::start(settings, agentdesk::clock::system_clock())
+        .await
+        .expect("app starts");
+    let error = agentdesk::slack::serve::run_until(app, std::future::pending())
+        .await
+        .expect_err("a taken port is an error");
+    let message = format!("{error:#}");
+    assert!(message.contains("AGENTDESK_HTTP_ADDR"), "{message}");
+    assert!(message.contains(&address), "{message}");
+    assert_eq!(slack.open_sockets(), 0, "no socket is opened");
+}
+
+#[tokio::test]
+async fn rate_limited_calls_are_retried_after_retry_after() {
+    let (bot, _directory) = bot_with(&[]).await;
+    bot.slack.fail_next(
+        "chat.postMessage",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    bot.slack.fail_next(
+        "chat.postMessage",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    let started = Instant::now();
+    ask_on(&bot, bot.slack.open_socket_ids()[0], "who owns payments?").await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "each Retry-After was waited out: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        bot.app
+            .metrics
+            .counter("agentdesk_slack_api_retries_total", &["chat.postMessage"]),
+        2
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn disconnect_warning_replaces_socket_and_loses_nothing() {
+    let (bot, _directory) = bot_with(&[]).await;
+    let old = bot.slack.open_socket_ids()[0];
+    bot.slack
+        .send_frame_to(old, slack_fixture("disconnect_warning.json"))
+        .await
+        .expect("warning sent");
+    let replacement = new_socket(&bot.slack, &[old]).await;
+
+    // The old socket is still read until Slack closes it.
+    ask_on(&bot, old, "who owns payments?").await;
+    bot.slack.close_socket(old).await;
+    ask_on(&bot, replacement, "who owns checkout?").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bot.slack.open_socket_ids(),
+        vec![replacement],
+        "one connection, not two"
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_requested_reconnects_with_nothing_lost() {
+    let (bot, _directory) = bot_with(&[]).await;
+    let old = bot.slack.open_socket_ids()[0];
+    bot.slack
+        .send_frame_to(old, slack_fixture("disconnect_refresh_requested.json"))
+        .await
+        .expect("refresh sent");
+    let replacement = new_socket(&bot.slack, &[old]).await;
+    bot.slack.close_socket(old).await;
+    ask_on(&bot, replacement, "who owns payments?").await;
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn link_disabled_stops_reconnecting() {
+    let (bot, _directory) = bot_with(&[("AGENTDESK_SOCKET_CONNECTIONS", "2")]).await;
+    bot.slack
+        .wait_for_sockets(2, WAIT)
+        .await
+        .expect("two sockets");
+    let opens = connection_opens(&bot.slack);
+    for socket in bot.slack.open_socket_ids() {
+        bot.slack
+            .send_frame_to(socket, slack_fixture("disconnect_link_disabled.json"))
+            .await
+            .expect("link_disabled sent");
+        bot.slack.close_socket(socket).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(connection_opens(&bot.slack), opens, "no reconnection");
+    assert_eq!(bot.slack.open_sockets(), 0);
+
+    let (status, body) = get(&bot, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("link_disabled"), "{body}");
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_websockets_backs_off() {
+    let (bot, _directory) = bot_with(&[("AGENTDESK_SOCKET_TOO_MANY_SECS", "1.5")]).await;
+    let socket = bot.slack.open_socket_ids()[0];
+    let opens = connection_opens(&bot.slack);
+    bot.slack
+        .send_frame_to(socket, slack_fixture("disconnect_too_many_websockets.json"))
+        .await
+        .expect("too_many_websockets sent");
+    bot.slack.close_socket(socket).await;
+    let closed = Instant::now();
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        connection_opens(&bot.slack),
+        opens,
+        "no reconnection before the back-off"
+    );
+    let replacement = new_socket(&bot.slack, &[socket]).await;
+    assert!(closed.elapsed() >= Duration::from_millis(1_500));
+    ask_on(&bot, replacement, "who owns payments?").await;
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn silent_socket_is_replaced() {
+    let (bot, _directory) = bot_with(&[]).await;
+    let silent = bot.slack.open_socket_ids()[0];
+    assert!(bot.slack.silence_socket(silent));
+    let started = Instant::now();
+    let replacement = new_socket(&bot.slack, &[silent]).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "replaced only after the silence timeout: {:?}",
+        started.elapsed()
+    );
+    ask_on(&bot, replacement, "who owns payments?").await;
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn failed_connection_opens_back_off_with_jitter() {
+    let (bot, _directory) = bot_with(&[]).await;
+    let socket = bot.slack.open_socket_ids()[0];
+    for _ in 0..4 {
+        bot.slack
+            .fail_next("apps.connections.open", Fault::Http(500));
+    }
+    let opens = connection_opens(&bot.slack);
+    bot.slack.close_socket(socket).await;
+
+    // Note when each attempt arrives.
+    let mut arrivals = Vec::new();
+    let started = Instant::now();
+    while arrivals.len() < 5 {
+        assert!(started.elapsed() < WAIT, "only {} attempts", arrivals.len());
+        let count = connection_opens(&bot.slack) - opens;
+        while arrivals.len() < count {
+            arrivals.push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    new_socket(&bot.slack, &[socket]).await;
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    // Waits of 0.2, 0.4, 0.8 and 1.6 s, each times a factor from 0.5 to 1.
+    for (gap, base_ms) in gaps.iter().zip([200u64, 400, 800, 1_600]) {
+        assert!(
+            *gap >= Duration::from_millis(base_ms / 2 - 20),
+            "gaps {gaps:?}"
+        );
+        assert!(
+            *gap <= Duration::from_millis(base_ms + 400),
+            "gaps {gaps:?}"
+        );
+    }
+    assert!(
+        bot.app
+            .metrics
+            .counter("agentdesk_slack_socket_connects_total", &["open_failed"])
+            >= 4
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn socket_count_is_configurable() {
+    let (bot, _directory) = bot_with(&[
+        ("AGENTDESK_SOCKET_CONNECTIONS", "3"),
+        ("AGENTDESK_SOCKET_STAGGER_SECS", "0.1"),
+    ])
+    .await;
+    bot.slack
+        .wait_for_sockets(3, WAIT)
+        .await
+        .expect("three sockets");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bot.slack.open_sockets(), 3);
+    assert_eq!(bot.app.metrics.open_sockets(), 3);
+    let sockets = bot.slack.open_socket_ids();
+    for socket in sockets {
+        ask_on(&bot, socket, "who owns payments?").await;
+    }
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_are_acked_and_dropped() {
+    let (bot, _directory) = bot_with(&[]).await;
+    let socket = bot.slack.open_socket_ids()[0];
+    bot.slack
+        .send_frame_to(socket, json!("not an object"))
+        .await
+        .expect("sent");
+    for envelope in [
+        json!({"envelope_id": "bad-1", "type": "events_api", "payload": {"type": "event_callback"}}),
+        json!({"envelope_id": "bad-2", "type": "interactive", "payload": {"type": 7}}),
+        json!({"envelope_id": "bad-3", "type": "mystery", "payload": {}}),
+        json!({"envelope_id": "bad-4", "type": "events_api", "payload": null}),
+    ] {
+        let id = envelope["envelope_id"].as_str().unwrap().to_string();
+        bot.slack
+            .send_envelope_to(socket, envelope)
+            .await
+            .expect("sent");
+        bot.slack.wait_for_ack(&id, WAIT).await.expect("acked");
+    }
+    // The connection still works.
+    ask_on(&bot, socket, "who owns payments?").await;
+    assert_eq!(bot.slack.open_socket_ids(), vec![socket]);
+    bot.stop().await;
+}
