@@ -157,7 +157,8 @@ impl App {
         let agents_file = AgentsFile::load(settings.agents_file.as_deref(), &tools.names(), &env)?;
         let agents = Agents::build(&agents_file, &settings, &tools)?;
 
-        let store = Store::connect(&settings.database_url).await?;
+        let store =
+            Store::connect_with_timeout(&settings.database_url, settings.database_timeout).await?;
         demo::load_if_empty(&store, &clock).await?;
         let catalog = Catalog::new(store.clone());
         warn_about_unknown_blueprints(&catalog, &agents_file).await;

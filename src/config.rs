@@ -180,6 +180,10 @@ pub struct Settings {
     /// `DATABASE_URL`, default `sqlite://agentdesk.db` in the working
     /// directory; a `postgres://` URL selects PostgreSQL.
     pub database_url: String,
+    /// `AGENTDESK_DATABASE_TIMEOUT_SECS`, default 10: how long a query
+    /// waits for a database connection before it fails, which bounds how
+    /// long work waits while the database is down.
+    pub database_timeout: Duration,
     /// `AGENTDESK_BACKEND`, default `offline`.
     pub backend: BackendKind,
     /// `AGENTDESK_CONFIG`: the agents file. Unset, `agentdesk.yaml` in the
@@ -230,6 +234,7 @@ impl Settings {
 
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_timeout: env.seconds("AGENTDESK_DATABASE_TIMEOUT_SECS", 10)?,
             backend: BackendKind::parse(&env.string("AGENTDESK_BACKEND", "offline"))?,
             agents_file: env.raw("AGENTDESK_CONFIG").map(std::path::PathBuf::from),
             openai: OpenAiSettings {

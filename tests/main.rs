@@ -8,6 +8,7 @@ mod agent_loop;
 mod agents_file;
 mod audit;
 mod catalog_import;
+mod database_faults;
 mod limits;
 mod llm_clients;
 mod questions;

@@ -133,6 +133,9 @@ impl LlmError {
                 | LlmError::Server { .. }
                 | LlmError::Timeout(_)
                 | LlmError::Transport(_)
+                // A garbled body (from a proxy, or a truncated stream) is
+                // usually not repeated on the next request.
+                | LlmError::BadResponse(_)
         )
     }
 

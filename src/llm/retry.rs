@@ -1,7 +1,8 @@
 //! Bounded retries of model requests.
 //!
-//! A request that fails with HTTP 429, a 5xx status, a timeout or a
-//! connection error is sent again up to `max_retries` times. The wait is
+//! A request that fails with HTTP 429, a 5xx status, a timeout, a
+//! connection error or a response body that cannot be read is sent again
+//! up to `max_retries` times. The wait is
 //! the provider's `Retry-After` when it sent one, else `base_delay` doubled
 //! on each retry (500 ms, 1 s, 2 s with the defaults), with up to 50 %
 //! random jitter so replicas do not retry in step, and never past

@@ -46,7 +46,20 @@ pub struct Bot {
     /// Answers in progress by invocation id. A std mutex: it is never held
     /// across an await.
     in_flight: Mutex<HashMap<String, InFlight>>,
+    /// Conversations already told that the database is unreachable, with
+    /// when. Kept in memory because the database cannot record it.
+    outage_notices: Mutex<HashMap<(String, String), tokio::time::Instant>>,
 }
+
+/// How long a conversation told about a database outage is not told again.
+const OUTAGE_NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Conversations remembered at most; older notices are forgotten first.
+const MAX_OUTAGE_NOTICES: usize = 10_000;
+
+/// The reply when the database cannot be reached.
+const OUTAGE_REPLY: &str = "I can't reach my database right now, so I can't answer. It is \
+                            probably temporary: please ask again in a few minutes.";
 
 impl Bot {
     pub fn new(app: App, api: SlackApi, identity: BotIdentity) -> Self {
@@ -58,7 +71,32 @@ impl Bot {
             tasks: TaskTracker::new(),
             permits,
             in_flight: Mutex::new(HashMap::new()),
+            outage_notices: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reports whether this conversation should be told about a database
+    /// outage now: true the first time within [`OUTAGE_NOTICE_TTL`].
+    fn first_outage_notice(&self, channel: &str, thread_ts: &str) -> bool {
+        let Ok(mut notices) = self.outage_notices.lock() else {
+            return true;
+        };
+        let now = tokio::time::Instant::now();
+        notices.retain(|_, told_at| now.duration_since(*told_at) < OUTAGE_NOTICE_TTL);
+        if notices.len() >= MAX_OUTAGE_NOTICES
+            && let Some(oldest) = notices
+                .iter()
+                .min_by_key(|(_, told_at)| **told_at)
+                .map(|(key, _)| key.clone())
+        {
+            notices.remove(&oldest);
+        }
+        let key = (channel.to_string(), thread_ts.to_string());
+        if notices.contains_key(&key) {
+            return false;
+        }
+        notices.insert(key, now);
+        true
     }
 
     /// Marks every answer still running as interrupted and tells each asker;
@@ -197,8 +235,7 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
         }
         Err(error) => {
             error!(error = %format!("{error:#}"), "could not check for duplicate delivery; not answering");
-            let text = "I can't reach my database right now, so I can't answer. Please try again in a few minutes.";
-            post_or_log(bot, &message, text, None).await;
+            tell_about_outage(bot, &message).await;
             return;
         }
     }
@@ -252,14 +289,20 @@ async fn answer_message(bot: &Bot, message: IncomingMessage) {
                 .await;
             }
         }
+        // Recording the invocation failed, which means the database.
         Err(error) => {
             error!(error = %format!("{error:#}"), "question failed before it could be answered");
-            // The invocation may not have been recorded, so no id is shown;
-            // the log line carries it.
-            let text = "Sorry, something went wrong while answering. Please try again in a \
-                        moment.";
-            post_or_log(bot, &message, text, None).await;
+            tell_about_outage(bot, &message).await;
         }
+    }
+}
+
+/// Posts the outage reply, once per conversation while the outage lasts.
+async fn tell_about_outage(bot: &Bot, message: &IncomingMessage) {
+    if bot.first_outage_notice(&message.channel, message.reply_thread_ts()) {
+        post_or_log(bot, message, OUTAGE_REPLY, None).await;
+    } else {
+        debug!("conversation already told about the database outage; not posting again");
     }
 }
 

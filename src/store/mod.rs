@@ -40,6 +40,9 @@ pub struct Store {
 /// How long the first connection may take before start-up fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a query waits for a pooled connection by default.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a SQLite connection waits for another writer before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
@@ -50,6 +53,13 @@ impl Store {
     /// Accepted forms: `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`,
     /// `postgres://...` and `postgresql://...`.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_timeout(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// Connects like [`Store::connect`]; a query that cannot get a pooled
+    /// connection within `acquire_timeout` fails, which bounds how long
+    /// work waits while the database is down.
+    pub async fn connect_with_timeout(url: &str, acquire_timeout: Duration) -> Result<Self> {
         sqlx::any::install_default_drivers();
         crate::install_crypto_provider();
 
@@ -90,7 +100,7 @@ impl Store {
         probe.close().await.ok();
 
         let pool = pool_options
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout.max(Duration::from_millis(100)))
             .connect_with(options)
             .await
             .with_context(failure)?;

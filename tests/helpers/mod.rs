@@ -2,6 +2,7 @@
 //! `agentdesk` binary, the Slack client for stand-ins, and a running bot.
 
 pub mod bot;
+pub mod proxy;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
