@@ -110,7 +110,7 @@ async fn lost_database_gets_one_notice_per_conversation_and_recovers() {
             ack.latency
         );
     }
-    let posts = bot.slack.wait_for_posts(3, WAIT).await.expect("notices");
+    bot.slack.wait_for_posts(3, WAIT).await.expect("notices");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let posts = bot.slack.posts();
     assert_eq!(
