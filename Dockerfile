@@ -20,5 +20,9 @@ WORKDIR /data
 # SQLite in the data volume by default; set DATABASE_URL=postgres://... for
 # PostgreSQL.
 ENV DATABASE_URL=sqlite:///data/agentdesk.db
+# /healthz, /readyz and /metrics for the orchestrator's probes and scrapers;
+# inside the container, 127.0.0.1 would be unreachable from outside.
+ENV AGENTDESK_HTTP_ADDR=0.0.0.0:8080
+EXPOSE 8080
 ENTRYPOINT ["agentdesk"]
 CMD ["serve"]
