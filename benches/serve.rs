@@ -130,10 +130,14 @@ impl Serve {
     /// after `model_delay`, or with the offline backend when `None`.
     async fn start(database_url: Option<&str>, model_delay: Option<Duration>) -> Self {
         let directory = tempfile::tempdir().expect("a temporary folder");
-        let slack = SlackStandin::start().await.expect("the stand-in Slack starts");
+        let slack = SlackStandin::start()
+            .await
+            .expect("the stand-in Slack starts");
         let model = match model_delay {
             Some(delay) => {
-                let model = OpenAiStandin::start().await.expect("the model stand-in starts");
+                let model = OpenAiStandin::start()
+                    .await
+                    .expect("the model stand-in starts");
                 model.set_responder(move |_| {
                     Reply::Delayed(
                         delay,
@@ -145,7 +149,10 @@ impl Serve {
             None => None,
         };
         let database = database_url.map(str::to_string).unwrap_or_else(|| {
-            format!("sqlite://{}", directory.path().join("agentdesk.db").display())
+            format!(
+                "sqlite://{}",
+                directory.path().join("agentdesk.db").display()
+            )
         });
         let mut env: Vec<(&str, String)> = vec![
             ("DATABASE_URL", database),
@@ -374,10 +381,42 @@ struct GeneratedCatalog {
 
 /// Words for generated names.
 const WORDS: &[&str] = &[
-    "artist", "lookup", "payment", "ledger", "search", "index", "checkout", "cart", "pricing",
-    "inventory", "order", "shipping", "fraud", "score", "review", "catalog", "media", "stream",
-    "gateway", "auth", "session", "profile", "notify", "email", "report", "billing", "invoice",
-    "tax", "refund", "coupon", "loyalty", "wishlist", "rating", "feed", "ranking", "audit",
+    "artist",
+    "lookup",
+    "payment",
+    "ledger",
+    "search",
+    "index",
+    "checkout",
+    "cart",
+    "pricing",
+    "inventory",
+    "order",
+    "shipping",
+    "fraud",
+    "score",
+    "review",
+    "catalog",
+    "media",
+    "stream",
+    "gateway",
+    "auth",
+    "session",
+    "profile",
+    "notify",
+    "email",
+    "report",
+    "billing",
+    "invoice",
+    "tax",
+    "refund",
+    "coupon",
+    "loyalty",
+    "wishlist",
+    "rating",
+    "feed",
+    "ranking",
+    "audit",
 ];
 
 /// Writes 100,000 entities: 200 teams, 4,000 users, 20,000 services and
@@ -465,7 +504,14 @@ async fn catalog(report: &mut Report, measure: bool) -> GeneratedCatalog {
     let clock = system_clock();
 
     let store = Store::connect(&sqlite_url).await.expect("SQLite opens");
-    import_and_time(report, &store, &clock, &[blueprints.clone(), entities.clone()], "SQLite").await;
+    import_and_time(
+        report,
+        &store,
+        &clock,
+        &[blueprints.clone(), entities.clone()],
+        "SQLite",
+    )
+    .await;
     if measure {
         lookups(report, &store, "SQLite").await;
     }
@@ -475,7 +521,14 @@ async fn catalog(report: &mut Report, measure: bool) -> GeneratedCatalog {
         match postgres_database().await {
             Some((url, drop_database)) => {
                 let store = Store::connect(&url).await.expect("PostgreSQL opens");
-                import_and_time(report, &store, &clock, &[blueprints, entities], "PostgreSQL").await;
+                import_and_time(
+                    report,
+                    &store,
+                    &clock,
+                    &[blueprints, entities],
+                    "PostgreSQL",
+                )
+                .await;
                 lookups(report, &store, "PostgreSQL").await;
                 store.close().await;
                 drop_database().await;
@@ -497,7 +550,9 @@ async fn import_and_time(
     database: &str,
 ) {
     let started = Instant::now();
-    let imported = import_paths(store, clock, paths).await.expect("the import succeeds");
+    let imported = import_paths(store, clock, paths)
+        .await
+        .expect("the import succeeds");
     let elapsed = started.elapsed();
     let rate = imported.created as f64 / elapsed.as_secs_f64();
     report.add(

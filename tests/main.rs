@@ -11,6 +11,7 @@ mod catalog_import;
 mod database_faults;
 mod limits;
 mod llm_clients;
+mod llm_faults;
 mod questions;
 mod redaction;
 mod regressions;
