@@ -373,3 +373,66 @@ async fn malformed_frames_are_acked_and_dropped() {
     assert_eq!(bot.slack.open_socket_ids(), vec![socket]);
     bot.stop().await;
 }
+
+mod frames {
+    use agentdesk::slack::socket::{ParsedFrame, parse_frame};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|number| json!(number)),
+            any::<f64>().prop_map(|number| json!(number)),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::hash_map(
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("envelope_id".to_string()),
+                        Just("payload".to_string()),
+                        Just("reason".to_string()),
+                        ".*",
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".*") {
+            parse_frame(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(frame in any_json()) {
+            parse_frame(&frame.to_string());
+        }
+
+        #[test]
+        fn envelope_id_is_always_kept(
+            envelope_id in "[^\u{0}]{1,40}",
+            kind in prop_oneof![
+                Just("events_api".to_string()),
+                Just("interactive".to_string()),
+                ".*",
+            ],
+            payload in any_json(),
+        ) {
+            prop_assume!(kind != "hello" && kind != "disconnect");
+            let frame = json!({"envelope_id": envelope_id, "type": kind, "payload": payload});
+            match parse_frame(&frame.to_string()) {
+                ParsedFrame::Envelope { envelope_id: read, .. } => prop_assert_eq!(read, envelope_id),
+                other => prop_assert!(false, "read as {:?}", other),
+            }
+        }
+    }
+}

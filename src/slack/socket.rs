@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use super::listener::{Bot, handle_events_api, handle_interactive, handle_slash_command};
 use crate::config::SlackSettings;
@@ -417,65 +417,104 @@ enum Frame {
     Nothing,
 }
 
-/// Reads a text frame: hands envelopes to the listener and returns their
-/// ack. Never fails: a frame that cannot be read is logged, counted and,
-/// when it has an envelope id, acked so Slack does not send it again.
-fn read_frame(shared: &Arc<Shared>, text: &str, replies: &mpsc::UnboundedSender<Message>) -> Frame {
-    let bot = &shared.bot;
-    let metrics = &bot.app.metrics;
-    let frame: Value = match serde_json::from_str(text) {
-        Ok(frame) => frame,
-        Err(error) => {
-            warn!(error = %error, bytes = text.len(), "Slack sent a frame that is not JSON; ignored");
-            metrics.event_dropped("malformed_frame");
-            return Frame::Nothing;
-        }
+/// A Socket Mode frame as read from its text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedFrame {
+    Hello {
+        num_connections: Option<u64>,
+    },
+    Disconnect {
+        reason: String,
+    },
+    /// An envelope to ack: `kind` is `events_api`, `interactive`,
+    /// `slash_commands` or another type Slack may add.
+    Envelope {
+        envelope_id: String,
+        kind: String,
+        payload: Value,
+    },
+    /// A frame that is not JSON, or has no envelope id to ack; the reason
+    /// is a short label for logs and metrics.
+    Ignored {
+        reason: &'static str,
+    },
+}
+
+/// Reads a text frame. Never fails and never panics, whatever the text.
+pub fn parse_frame(text: &str) -> ParsedFrame {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else {
+        return ParsedFrame::Ignored {
+            reason: "malformed_frame",
+        };
     };
     let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
         "hello" => {
-            info!(
-                num_connections = frame
-                    .get("num_connections")
-                    .and_then(serde_json::Value::as_u64),
-                "Socket Mode connection ready"
-            );
-            return Frame::Hello;
+            return ParsedFrame::Hello {
+                num_connections: frame.get("num_connections").and_then(Value::as_u64),
+            };
         }
         "disconnect" => {
-            let reason = frame
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string();
-            info!(reason = %reason, "Slack sent disconnect");
-            return Frame::Disconnect(reason);
+            return ParsedFrame::Disconnect {
+                reason: frame
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string(),
+            };
         }
         _ => {}
     }
-
-    let Some(envelope_id) = frame
+    match frame
         .get("envelope_id")
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
-        .map(str::to_string)
-    else {
-        debug!(
-            frame_type = kind,
-            "Socket Mode frame without an envelope id; ignored"
-        );
-        metrics.event_dropped("no_envelope_id");
-        return Frame::Nothing;
+    {
+        Some(envelope_id) => ParsedFrame::Envelope {
+            envelope_id: envelope_id.to_string(),
+            kind: kind.to_string(),
+            payload: frame.get("payload").cloned().unwrap_or(Value::Null),
+        },
+        None => ParsedFrame::Ignored {
+            reason: "no_envelope_id",
+        },
+    }
+}
+
+/// Reads a text frame: hands envelopes to the listener and returns their
+/// ack. A frame that cannot be read is logged, counted and, when it has an
+/// envelope id, acked so Slack does not send it again.
+fn read_frame(shared: &Arc<Shared>, text: &str, replies: &mpsc::UnboundedSender<Message>) -> Frame {
+    let bot = &shared.bot;
+    let metrics = &bot.app.metrics;
+    let (envelope_id, kind, payload) = match parse_frame(text) {
+        ParsedFrame::Hello { num_connections } => {
+            info!(num_connections, "Socket Mode connection ready");
+            return Frame::Hello;
+        }
+        ParsedFrame::Disconnect { reason } => {
+            info!(reason = %reason, "Slack sent disconnect");
+            return Frame::Disconnect(reason);
+        }
+        ParsedFrame::Ignored { reason } => {
+            warn!(reason, bytes = text.len(), "Socket Mode frame ignored");
+            metrics.event_dropped(reason);
+            return Frame::Nothing;
+        }
+        ParsedFrame::Envelope {
+            envelope_id,
+            kind,
+            payload,
+        } => (envelope_id, kind, payload),
     };
-    let label = match kind {
-        "events_api" | "interactive" | "slash_commands" => kind,
+    let label = match kind.as_str() {
+        "events_api" | "interactive" | "slash_commands" => kind.as_str(),
         _ => "unknown",
     };
     metrics.event_received(label);
-    let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
     let ack = json!({ "envelope_id": envelope_id }).to_string();
 
-    match kind {
+    match kind.as_str() {
         "events_api" => {
             handle_events_api(bot, payload);
             metrics.event_acked(label);
