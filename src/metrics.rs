@@ -1,10 +1,9 @@
 //! Counters, gauges and histograms for `/metrics`, in the Prometheus text
 //! exposition format (version 0.0.4).
 //!
-//! Each process keeps one [`Metrics`] in its [`crate::app::App`]. Updates
-//! take a std mutex for a map insert, which costs well under a microsecond,
-//! so they are cheap at the event rates a Slack app sees. The mutexes are
-//! never held across an await.
+//! Each process keeps one [`Metrics`] in its [`crate::app::App`]. An update
+//! takes a std mutex for one map insert, a short critical section at the
+//! event rates of a Slack app. The mutexes are never held across an await.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

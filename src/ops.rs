@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::app::App;
 
-/// Longest wait for the database in `/readyz`.
+/// Maximum wait for the database in `/readyz`.
 const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Binds the endpoints; fails with a clear error when the address is taken.
@@ -39,7 +39,7 @@ pub async fn bind(address: std::net::SocketAddr) -> Result<TcpListener> {
     })
 }
 
-/// Answers requests until `stop` is cancelled.
+/// Serves requests until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, app: App, stop: CancellationToken) {
     if let Ok(address) = listener.local_addr() {
         let _ = app.status.ops_addr.set(address);

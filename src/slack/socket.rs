@@ -49,7 +49,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::listener::{Bot, handle_events_api, handle_interactive, handle_slash_command};
 use crate::config::SlackSettings;
 
-/// Longest wait for the WebSocket handshake.
+/// Maximum wait for the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Timings of the connection loop, from the settings.
@@ -93,7 +93,7 @@ impl SocketPool {
     }
 }
 
-/// What the slots share.
+/// State shared by the slots.
 struct Shared {
     bot: Arc<Bot>,
     client: Arc<SlackHyperClient>,
@@ -101,7 +101,7 @@ struct Shared {
     options: SocketOptions,
     stop: CancellationToken,
     tasks: TaskTracker,
-    /// Set when Slack said `link_disabled`: no slot reconnects after that.
+    /// Set after Slack sent `link_disabled`, so no slot reconnects.
     disabled: AtomicBool,
 }
 
@@ -136,13 +136,13 @@ fn spawn_slot(shared: Arc<Shared>, slot: u32, delay: Duration) {
     tasks.spawn(run_slot(shared, slot, delay).instrument(span));
 }
 
-/// How a connection ended.
+/// The reason a connection ended.
 enum Ended {
     /// Shutdown closed it.
     Stopped,
-    /// Slack said the link is disabled.
+    /// Slack sent `link_disabled`.
     LinkDisabled,
-    /// Slack said the app has too many connections.
+    /// Slack sent `too_many_websockets`.
     TooManySockets,
     /// Slack asked for a new connection; a replacement is already open and
     /// this one was read until it closed.
@@ -308,8 +308,8 @@ async fn open_url(shared: &Shared) -> Result<String, Option<Duration>> {
 type WebSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Reads one socket until it ends. Returns how it ended and whether it
-/// said hello.
+/// Reads one socket until it ends. Returns why it ended and whether it
+/// received `hello`.
 async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (Ended, bool) {
     let (mut sink, mut stream) = socket.split();
     // Acks computed by spawned work (slash command replies) come back here,
@@ -408,7 +408,7 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
     (ended, said_hello)
 }
 
-/// What one text frame asks of the loop.
+/// The loop's next step after one text frame.
 enum Frame {
     Hello,
     /// An ack frame to send now.
@@ -440,7 +440,8 @@ pub enum ParsedFrame {
     },
 }
 
-/// Reads a text frame. Never fails and never panics, whatever the text.
+/// Reads a text frame. Any text gives a result; property tests check that
+/// none panics.
 pub fn parse_frame(text: &str) -> ParsedFrame {
     let Ok(frame) = serde_json::from_str::<Value>(text) else {
         return ParsedFrame::Ignored {
@@ -575,9 +576,9 @@ async fn sleep_or_stop(shared: &Shared, wait: Duration) -> bool {
     }
 }
 
-/// The wait after `failures` failed attempts: the initial delay doubled per
-/// failure, capped, times a random factor from 0.5 to 1.0 so replicas that
-/// failed together do not retry together.
+/// Computes the wait after `failures` failed attempts: the initial delay
+/// doubled per failure and capped, times a random factor from 0.5 to 1.0,
+/// so replicas that failed together do not retry together.
 fn backoff(options: &SocketOptions, failures: u32) -> Duration {
     let base = options
         .reconnect_initial
