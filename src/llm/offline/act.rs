@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use super::format::{join, label, value_text};
 use super::{Replay, Stop};
+use crate::actions::proposal::tool_name;
 use crate::catalog::normalize::{compact, is_stopword, terms};
 use crate::llm::ToolSpec;
 
@@ -39,10 +40,17 @@ pub(super) struct OfferedAction {
     schema: Value,
 }
 
+/// The start of a proposal tool's description: `Propose the action
+/// "TITLE" (ID): ...`. A title may itself contain quotes and parentheses,
+/// so every `" (ID):` in the text is tried, and the one whose identifier
+/// gives the tool's name wins.
 static DESCRIPTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^Propose the action "(?P<title>[^"]*)" \((?P<id>[^)]+)\)"#)
+    Regex::new(r#"" \((?P<id>[a-z][a-z0-9_-]*)\):"#)
         .expect("the proposal description pattern is valid")
 });
+
+/// The opening of a proposal tool's description, before the title.
+const DESCRIPTION_OPENING: &str = "Propose the action \"";
 
 /// The actions among the offered tools.
 pub(super) fn offered(tools: &[ToolSpec]) -> Vec<OfferedAction> {
@@ -50,11 +58,16 @@ pub(super) fn offered(tools: &[ToolSpec]) -> Vec<OfferedAction> {
         .iter()
         .filter(|tool| tool.name.starts_with("propose_"))
         .filter_map(|tool| {
-            let captures = DESCRIPTION.captures(&tool.description)?;
+            let rest = tool.description.strip_prefix(DESCRIPTION_OPENING)?;
+            let (title, id) = DESCRIPTION.captures_iter(rest).find_map(|captures| {
+                let id = captures.name("id")?;
+                let end = captures.get(0)?.start();
+                (tool_name(id.as_str()) == tool.name).then(|| (&rest[..end], id.as_str()))
+            })?;
             Some(OfferedAction {
                 tool: tool.name.clone(),
-                id: captures["id"].to_string(),
-                title: captures["title"].to_string(),
+                id: id.to_string(),
+                title: title.to_string(),
                 schema: tool.input_schema.clone(),
             })
         })
@@ -148,14 +161,14 @@ pub(super) fn answer(
         return None;
     }
     let first = all_terms.get(skip)?;
-    let question_compact = compact(question);
+    let request_tokens = tokens(question);
 
     let mut scored: Vec<(usize, &OfferedAction)> = actions
         .iter()
         .filter_map(|action| {
             let title_terms = content_terms(&action.title);
             let id_terms = terms(&action.id);
-            let named_by_id = id_terms.len() > 1 && question_compact.contains(&compact(&action.id));
+            let named_by_id = id_terms.len() > 1 && names_identifier(&request_tokens, &action.id);
             let starts_with_verb =
                 title_terms.first() == Some(first) || id_terms.first() == Some(first);
             if !named_by_id && !starts_with_verb {
@@ -191,6 +204,19 @@ pub(super) fn answer(
             join(&names)
         )))
     }
+}
+
+/// Reports whether a word of the request is the action's identifier as
+/// written, with `-` or `_` between its parts ("run open-incident for
+/// payments"), or its tool's name. Words that only contain its letters,
+/// as "open incidents" does for `open-incident`, do not count: they are
+/// common in questions.
+fn names_identifier(tokens: &[String], id: &str) -> bool {
+    let id = id.to_lowercase().replace('_', "-");
+    tokens.iter().any(|token| {
+        let token = token.to_lowercase().replace('_', "-");
+        token == id || token.strip_prefix("propose-") == Some(id.as_str())
+    })
 }
 
 fn content_terms(text: &str) -> Vec<String> {
