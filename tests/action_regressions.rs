@@ -789,6 +789,22 @@ actions:
     );
 }
 
+/// Builds an approved run request with no inputs and no target.
+fn echo_request() -> RunRequest {
+    RunRequest {
+        run_id: "run-echo".to_string(),
+        action_id: "deploy".to_string(),
+        action_title: "Deploy".to_string(),
+        inputs: Map::new(),
+        target: None,
+        requester: REQUESTER.to_string(),
+        approver: Some(APPROVER.to_string()),
+        invocation_id: None,
+        requested_at: 1_735_689_600_000,
+        approved_at: Some(1_735_689_660_000),
+    }
+}
+
 #[tokio::test]
 async fn echoed_literal_secrets_are_redacted() {
     const LITERAL_TOKEN: &str = "Bearer file-token-5e8a1c";
@@ -810,20 +826,7 @@ async fn echoed_literal_secrets_are_redacted() {
     let executor = config
         .build(&test_env)
         .unwrap_or_else(|problems| panic!("{problems:?}"));
-    let request = RunRequest {
-        run_id: "run-echo".to_string(),
-        action_id: "deploy".to_string(),
-        action_title: "Deploy".to_string(),
-        inputs: Map::new(),
-        target: None,
-        requester: REQUESTER.to_string(),
-        approver: Some(APPROVER.to_string()),
-        invocation_id: None,
-        requested_at: 1_735_689_600_000,
-        approved_at: Some(1_735_689_660_000),
-    };
-
-    let result = executor.execute(&request, 1_735_689_660_000).await;
+    let result = executor.execute(&echo_request(), 1_735_689_660_000).await;
 
     assert!(!result.success);
     assert_eq!(
@@ -907,4 +910,32 @@ fn section_after_agents_blames_no_agent() {
         found[0]
     );
     assert!(!found[0].contains("agent \""), "{}", found[0]);
+}
+
+#[tokio::test]
+async fn receiver_control_characters_are_dropped() {
+    let receiver = WebhookReceiver::start(WEBHOOK_SECRET)
+        .await
+        .expect("the webhook receiver starts");
+    receiver.respond_with(500, "\u{1b}[2J\u{1b}]0;owned\u{7}failed\u{0}here");
+    let config = ExecutorConfig::Webhook(WebhookConfig {
+        url: receiver.url(),
+        method: "POST".to_string(),
+        headers: BTreeMap::new(),
+        secret_env: "AGENTDESK_WEBHOOK_SECRET".to_string(),
+        timeout_secs: 5,
+    });
+    let executor = config
+        .build(&test_env)
+        .unwrap_or_else(|problems| panic!("{problems:?}"));
+
+    let result = executor.execute(&echo_request(), 1_735_689_660_000).await;
+
+    assert!(!result.success);
+    assert!(
+        !result.summary.chars().any(char::is_control),
+        "{:?}",
+        result.summary
+    );
+    assert_eq!(result.summary, "HTTP 500: [2J ]0;owned failed here");
 }

@@ -559,13 +559,17 @@ fn started(run: StartedRun, status: u16, mut detail: Value) -> RunResult {
     detail["html_url"] = run.html_url.clone().into();
     detail["run_lookup"] = run.found_by.into();
 
-    let is_web_link =
-        Url::parse(&run.html_url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+    // The link is shown on cards and in terminals, so it is kept in its
+    // parsed form, with control characters percent-encoded.
+    let link = Url::parse(&run.html_url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .map(String::from);
     RunResult {
         success: true,
         summary: format!("workflow run {} started", run.id),
         http_status: Some(status),
-        link: is_web_link.then_some(run.html_url),
+        link,
         detail,
     }
 }
