@@ -939,3 +939,23 @@ async fn receiver_control_characters_are_dropped() {
     );
     assert_eq!(result.summary, "HTTP 500: [2J ]0;owned failed here");
 }
+
+#[tokio::test]
+async fn near_target_name_is_not_guessed() {
+    let (stdout, runs) = ask_offline("open an incident for checkout-v2 sev1: it is down").await;
+
+    assert!(
+        runs.is_empty(),
+        "an incident for another service: {runs:#?}"
+    );
+    assert!(stdout.contains("could not propose"), "{stdout}");
+}
+
+#[tokio::test]
+async fn target_named_by_title_words_is_found() {
+    let (stdout, runs) =
+        ask_offline("open an incident for the Checkout Service sev2: payments fail").await;
+
+    assert_eq!(runs.len(), 1, "{stdout}");
+    assert_eq!(runs[0].target_ref.as_deref(), Some("service:checkout"));
+}
