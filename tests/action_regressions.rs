@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentdesk::actions::execution;
 use agentdesk::actions::executor::{ExecutorConfig, RunRequest, WebhookConfig};
 use agentdesk::agent::agents_file::{AgentsFile, AgentsFileError};
 use agentdesk::app::{App, Question};
+use agentdesk::clock::ManualClock;
 use agentdesk::config::Settings;
 use agentdesk::slack::cards::{approval_card, settled_card};
 use agentdesk::store::action_runs::{self, ActionRun, NewRun, RunStatus};
@@ -21,7 +23,7 @@ use agentdesk_standins::webhook::WebhookReceiver;
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::bot::{WAIT, block_text, start_bot_with_clock};
+use crate::helpers::bot::{RunningBot, WAIT, block_text, start_bot_with_clock};
 use crate::helpers::{
     TestDatabase, describe_output, manual_clock, run_agentdesk, shared, slack_fixture,
 };
@@ -639,7 +641,9 @@ fn mention(text: &str) -> Value {
     envelope
 }
 
-fn approve_click(card: &PostedMessage, run_id: &str) -> Value {
+/// A click on Approve by the approver; `None` leaves out the button's
+/// value.
+fn approve_click(card: &PostedMessage, run_id: Option<&str>) -> Value {
     let mut envelope = with_fresh_ids(&slack_fixture("block_actions_approve_envelope.json"));
     let payload = &mut envelope["payload"];
     payload["user"]["id"] = json!(APPROVER);
@@ -648,13 +652,27 @@ fn approve_click(card: &PostedMessage, run_id: &str) -> Value {
     payload["channel"]["id"] = json!(card.channel);
     payload["message"]["ts"] = json!(card.ts);
     payload["actions"][0]["action_id"] = json!("action_approve");
-    payload["actions"][0]["value"] = json!(run_id);
-    payload["actions"][0]["block_id"] = json!(format!("run-{run_id}"));
+    match run_id {
+        Some(run_id) => payload["actions"][0]["value"] = json!(run_id),
+        None => {
+            if let Some(action) = payload["actions"][0].as_object_mut() {
+                action.remove("value");
+            }
+        }
+    }
     envelope
 }
 
-#[tokio::test]
-async fn click_after_deadline_says_expired() {
+/// A bot with the expiring deploy action, and the receiver of its webhook.
+struct SlackSetup {
+    bot: RunningBot,
+    webhook: WebhookReceiver,
+    manual: Arc<ManualClock>,
+    _database: TestDatabase,
+    _directory: TempDir,
+}
+
+async fn slack_setup() -> SlackSetup {
     let webhook = WebhookReceiver::start(WEBHOOK_SECRET)
         .await
         .expect("the webhook receiver starts");
@@ -665,14 +683,40 @@ async fn click_after_deadline_says_expired() {
     let agents = agents.display().to_string();
     let manual = manual_clock();
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
-    // The periodic sweep runs at start and then not within the test, so
-    // the click comes after the deadline but before any sweep.
+    // The periodic sweep runs at start and then not within a test, so a
+    // click can come after a deadline but before any sweep.
     let extra = [
         ("AGENTDESK_CONFIG", agents.as_str()),
         ("AGENTDESK_WEBHOOK_SECRET", WEBHOOK_SECRET),
         ("AGENTDESK_APPROVAL_SWEEP_SECS", "3600"),
     ];
     let bot = start_bot_with_clock(slack, database.url(), &extra, shared(&manual)).await;
+    SlackSetup {
+        bot,
+        webhook,
+        manual,
+        _database: database,
+        _directory: directory,
+    }
+}
+
+/// Waits for the `count`th ephemeral reply and returns its text.
+async fn ephemeral(bot: &RunningBot, count: usize) -> String {
+    let calls = bot
+        .slack
+        .wait_for_calls("chat.postEphemeral", count, WAIT)
+        .await
+        .expect("an ephemeral reply");
+    calls[count - 1].params["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn click_after_deadline_says_expired() {
+    let setup = slack_setup().await;
+    let bot = &setup.bot;
 
     bot.send(mention("deploy checkout version 1.4.2")).await;
     let posts = bot
@@ -687,15 +731,10 @@ async fn click_after_deadline_says_expired() {
     assert_eq!(runs.len(), 1, "{posts:#?}");
     let run_id = runs[0].id.clone();
 
-    manual.advance(Duration::from_secs(2 * 60 * 60));
-    bot.send(approve_click(&card, &run_id)).await;
+    setup.manual.advance(Duration::from_secs(2 * 60 * 60));
+    bot.send(approve_click(&card, Some(&run_id))).await;
 
-    let calls = bot
-        .slack
-        .wait_for_calls("chat.postEphemeral", 1, WAIT)
-        .await
-        .expect("an ephemeral reply");
-    let reply = calls[0].params["text"].as_str().unwrap_or_default();
+    let reply = ephemeral(bot, 1).await;
     assert!(reply.contains("expired"), "{reply}");
     assert!(!reply.contains("approved"), "{reply}");
 
@@ -713,8 +752,31 @@ async fn click_after_deadline_says_expired() {
         .expect("the run is readable")
         .expect("the run exists");
     assert_eq!(run.status, RunStatus::Expired);
-    assert!(webhook.requests().is_empty(), "nothing ran");
-    bot.stop().await;
+    assert!(setup.webhook.requests().is_empty(), "nothing ran");
+    setup.bot.stop().await;
+}
+
+#[tokio::test]
+async fn click_without_run_id_gets_reply() {
+    let setup = slack_setup().await;
+    let bot = &setup.bot;
+
+    bot.send(mention("deploy checkout version 1.4.2")).await;
+    let posts = bot
+        .slack
+        .wait_for_posts(2, WAIT)
+        .await
+        .expect("answer and card");
+    bot.send(approve_click(&posts[1], None)).await;
+
+    let reply = ephemeral(bot, 1).await;
+    assert!(reply.contains("nothing was done"), "{reply}");
+    let runs = action_runs::list(&bot.app.store, None, 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs[0].status, RunStatus::WaitingForApproval);
+    assert!(setup.webhook.requests().is_empty(), "nothing ran");
+    setup.bot.stop().await;
 }
 
 #[tokio::test]
