@@ -4,6 +4,7 @@ mod helpers;
 
 mod action_executors;
 mod action_inputs;
+mod action_regressions;
 mod agent_loop;
 mod agents_file;
 mod audit;

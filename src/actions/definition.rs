@@ -22,31 +22,21 @@
 //!
 //! Agents list the actions they may propose under `actions`. Problems are
 //! reported like every other agents file problem: file, line, action and
-//! field; a missing secret variable stops the program at start.
+//! field. A missing secret variable stops the program at start, and so does
+//! an executor placeholder that a run could have no value for.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
-use super::approval::{ApprovalPolicy, RawApproval};
-use super::executor::{Executor, ExecutorConfig};
-use super::inputs::{InputSchema, RawInputs};
+use super::approval::ApprovalPolicy;
+use super::entry::{ActionFields, problem_at};
+use super::executor::{Executor, PlaceholderValues};
+use super::inputs::InputSchema;
 
-/// An action as the agents file writes it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAction {
-    pub id: Option<Spanned<String>>,
-    pub title: Option<Spanned<String>>,
-    pub description: Option<Spanned<String>>,
-    pub target_blueprint: Option<Spanned<String>>,
-    #[serde(default)]
-    pub inputs: Option<Spanned<RawInputs>>,
-    pub approval: Option<Spanned<RawApproval>>,
-    pub executor: Option<Spanned<ExecutorConfig>>,
-}
+pub(crate) use super::entry::RawAction;
 
 /// A validated action, ready to propose and run.
 pub struct ActionDefinition {
@@ -73,6 +63,14 @@ impl std::fmt::Debug for ActionDefinition {
 }
 
 impl ActionDefinition {
+    /// Returns the blueprints whose entities the action names: its
+    /// target's and its entity inputs'.
+    pub fn blueprints(&self) -> BTreeSet<&str> {
+        let mut blueprints = self.inputs.blueprints();
+        blueprints.extend(self.target_blueprint.as_deref());
+        blueprints
+    }
+
     /// The JSON Schema of the proposing tool's arguments: the inputs, and a
     /// required `target` when the action has a target blueprint.
     pub fn tool_schema(&self) -> Value {
@@ -104,137 +102,76 @@ pub(crate) fn build(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Arc<ActionDefinition>, Vec<ActionProblem>> {
     let mut problems: Vec<ActionProblem> = Vec::new();
-    let at = |spanned_line: u64, spanned_column: u64| (Some(spanned_line), Some(spanned_column));
-    let whole = at(raw.referenced.line(), raw.referenced.column());
-    let value = &raw.value;
-
-    let required_text = |field: &str,
-                         text: &Option<Spanned<String>>,
-                         problems: &mut Vec<ActionProblem>|
-     -> String {
-        match text {
-            Some(text) if !text.value.trim().is_empty() => text.value.trim().to_string(),
-            Some(text) => {
-                problems.push((
-                    Some(text.referenced.line()),
-                    Some(text.referenced.column()),
-                    field.to_string(),
-                    "is empty".to_string(),
-                ));
-                String::new()
-            }
-            None => {
-                problems.push((whole.0, whole.1, field.to_string(), "missing; every action needs an id, a title, a description, an approval policy and an executor".to_string()));
-                String::new()
-            }
-        }
+    let Some(fields) = ActionFields::of(raw, &mut problems) else {
+        return Err(problems);
     };
 
-    let id = required_text("id", &value.id, &mut problems);
-    if !id.is_empty() && !is_identifier(&id) {
-        let spot = value
-            .id
-            .as_ref()
-            .map(|id| (id.referenced.line(), id.referenced.column()));
-        problems.push((
-            spot.map(|spot| spot.0),
-            spot.map(|spot| spot.1),
-            "id".to_string(),
-            "use lower-case letters, digits, - and _ (at most 64), starting with a letter"
-                .to_string(),
+    let id = fields.required_text("id", &mut problems);
+    if let Some(id) = &id
+        && !is_identifier(&id.value)
+    {
+        problems.push(problem_at(
+            &id.referenced,
+            "id",
+            "use lower-case letters, digits, - and _ (at most 64), starting with a letter",
         ));
     }
-    let title = required_text("title", &value.title, &mut problems);
-    let description = required_text("description", &value.description, &mut problems);
-    let target_blueprint = value
-        .target_blueprint
-        .as_ref()
-        .map(|blueprint| blueprint.value.trim().to_string())
-        .filter(|blueprint| !blueprint.is_empty());
+    let title = fields.required_text("title", &mut problems);
+    let description = fields.required_text("description", &mut problems);
+    let target_blueprint = fields.text("target_blueprint", &mut problems);
 
-    let inputs = match &value.inputs {
-        Some(raw_inputs) => match InputSchema::from_raw(&raw_inputs.value) {
-            Ok(schema) => {
-                if target_blueprint.is_some() && schema.input("target").is_some() {
-                    problems.push((Some(raw_inputs.referenced.line()), Some(raw_inputs.referenced.column()), "inputs.target".to_string(), "`target` is reserved for the target entity of an action with target_blueprint; rename the input".to_string()));
-                }
-                schema
-            }
-            Err(input_problems) => {
-                for problem in input_problems {
-                    problems.push((problem.line, problem.column, problem.field, problem.message));
-                }
-                InputSchema::empty()
-            }
-        },
-        None => InputSchema::empty(),
-    };
-
-    let approval = match &value.approval {
-        Some(raw_approval) => match raw_approval.value.build(target_blueprint.is_some()) {
-            Ok(policy) => Some(policy),
-            Err(approval_problems) => {
-                for (field, message) in approval_problems {
-                    problems.push((
-                        Some(raw_approval.referenced.line()),
-                        Some(raw_approval.referenced.column()),
-                        field,
-                        message,
-                    ));
-                }
-                None
-            }
-        },
-        None => {
-            problems.push((
-                whole.0,
-                whole.1,
-                "approval".to_string(),
-                "missing; set policy: automatic or policy: approval_required with approvers"
-                    .to_string(),
-            ));
-            None
+    let inputs = fields.inputs(target_blueprint.is_some(), &mut problems);
+    let approval = fields.approval(target_blueprint.is_some(), &mut problems);
+    let config = fields.executor(&mut problems);
+    let executor = config.as_ref().and_then(|config| {
+        let built = config.value.build(env);
+        report_at(&config.referenced, built, &mut problems)
+    });
+    if let (Some(config), Some(approval)) = (&config, &approval) {
+        let names: Vec<&str> = inputs.inputs().map(|(name, _)| name).collect();
+        let values = PlaceholderValues {
+            inputs: &names,
+            has_target: target_blueprint.is_some(),
+            has_approver: matches!(approval, ApprovalPolicy::Required(_)),
+        };
+        for (field, message) in config.value.check_placeholders(&values) {
+            problems.push(problem_at(&config.referenced, &field, message));
         }
-    };
+    }
 
-    let executor = match &value.executor {
-        Some(config) => match config.value.build(env) {
-            Ok(executor) => Some(executor),
-            Err(executor_problems) => {
-                // Executor fields already start with `executor`.
-                for (field, message) in executor_problems {
-                    problems.push((
-                        Some(config.referenced.line()),
-                        Some(config.referenced.column()),
-                        field,
-                        message,
-                    ));
-                }
-                None
-            }
-        },
-        None => {
-            problems.push((
-                whole.0,
-                whole.1,
-                "executor".to_string(),
-                "missing; set type: webhook or type: github_workflow".to_string(),
-            ));
-            None
+    match (id, title, description, approval, executor) {
+        (Some(id), Some(title), Some(description), Some(approval), Some(executor))
+            if problems.is_empty() =>
+        {
+            Ok(Arc::new(ActionDefinition {
+                id: id.value,
+                title: title.value,
+                description: description.value,
+                target_blueprint,
+                inputs,
+                approval,
+                executor,
+            }))
         }
-    };
-
-    match (approval, executor) {
-        (Some(approval), Some(executor)) if problems.is_empty() => Ok(Arc::new(ActionDefinition {
-            id,
-            title,
-            description,
-            target_blueprint,
-            inputs,
-            approval,
-            executor,
-        })),
         _ => Err(problems),
+    }
+}
+
+/// Returns the value of a check whose problems, (field, message) pairs,
+/// all belong at `at`; records the problems otherwise.
+fn report_at<T>(
+    at: &Location,
+    result: Result<T, Vec<(String, String)>>,
+    problems: &mut Vec<ActionProblem>,
+) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(found) => {
+            for (field, message) in found {
+                problems.push(problem_at(at, &field, message));
+            }
+            None
+        }
     }
 }
 

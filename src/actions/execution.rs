@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tracing::{error, instrument};
+use tracing::{error, instrument, warn};
 
 use super::definition::ActionDefinition;
 use super::executor::{RunRequest, TargetEntity};
@@ -25,7 +25,8 @@ pub fn stale_after(action: &ActionDefinition) -> Duration {
 }
 
 /// Runs an in-progress run once and records its end. Returns the run as
-/// recorded; when another process already ended it, the stored run.
+/// recorded; when another process already ended it, the stored run. A run
+/// that is no longer in progress when execution starts is not executed.
 #[instrument(skip_all, fields(run_id = %run.id, action = %action.id))]
 pub async fn execute(
     store: &Store,
@@ -33,6 +34,18 @@ pub async fn execute(
     action: &ActionDefinition,
     run: &ActionRun,
 ) -> Result<ActionRun> {
+    // An automatic run waits in progress until its conversation ends, and
+    // a sweep may fail it as interrupted meanwhile.
+    // NOTE: such a run is then shown as "interrupted, outcome unknown"
+    // although it never ran; it happens only when the conversation goes on
+    // longer than `stale_after` after the proposal.
+    let Some(run) = action_runs::start(store, clock, &run.id).await? else {
+        warn!("the run is no longer in progress, so it was not executed");
+        return action_runs::get(store, &run.id)
+            .await?
+            .context("the run disappeared before it ran");
+    };
+    let run = &run;
     let request = RunRequest {
         run_id: run.id.clone(),
         action_id: action.id.clone(),

@@ -40,7 +40,7 @@ mod check;
 mod json_schema;
 mod lookup;
 mod parse;
-mod raw;
+pub(crate) mod raw;
 
 use std::collections::BTreeSet;
 use std::fmt;

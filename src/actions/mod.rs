@@ -10,9 +10,11 @@
 
 pub mod approval;
 pub mod definition;
+mod entry;
 pub mod execution;
 pub mod executor;
 pub mod inputs;
+mod node;
 pub mod proposal;
 
 use std::fmt::Write;

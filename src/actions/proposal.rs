@@ -56,6 +56,10 @@ impl std::fmt::Debug for ProposalSession {
 pub struct Proposal {
     pub run_id: String,
     pub action: Arc<ActionDefinition>,
+    /// The action, target and inputs as one canonical JSON text: a second
+    /// call with the same ones returns this run instead of a new one.
+    signature: String,
+    status: RunStatus,
 }
 
 impl ProposalSession {
@@ -95,6 +99,17 @@ impl ProposalSession {
         if let Ok(mut proposals) = self.proposals.lock() {
             proposals.push(proposal);
         }
+    }
+
+    /// Finds a run proposed earlier in the conversation with the same
+    /// signature.
+    fn find(&self, signature: &str) -> Option<Proposal> {
+        self.proposals.lock().ok().and_then(|proposals| {
+            proposals
+                .iter()
+                .find(|proposal| proposal.signature == signature)
+                .cloned()
+        })
     }
 }
 
@@ -185,6 +200,31 @@ impl Tool for ProposeAction {
                 )
             })?;
 
+        // Models sometimes repeat a call, in parallel or after another
+        // tool's error; a second run of the same request would act twice.
+        let signature = json!({
+            "action": self.action.id,
+            "target": target.as_ref().map(|(reference, _)| reference),
+            "inputs": inputs.0,
+        })
+        .to_string();
+        if let Some(earlier) = session.find(&signature) {
+            info!(run_id = %earlier.run_id, action = %self.action.id, "repeated proposal not recorded");
+            let message = format!(
+                "This action was already proposed with the same target and inputs in this \
+                 conversation as run {}; it was not proposed again.",
+                earlier.run_id
+            );
+            return Ok(proposal_output(
+                &earlier.run_id,
+                &self.action.id,
+                earlier.status,
+                target.as_ref(),
+                inputs.0,
+                &message,
+            ));
+        }
+
         let (status, decider, expires_at) = match &self.action.approval {
             ApprovalPolicy::Automatic => {
                 (RunStatus::InProgress, Some("automatic".to_string()), None)
@@ -216,6 +256,8 @@ impl Tool for ProposeAction {
         session.record(Proposal {
             run_id: run.id.clone(),
             action: self.action.clone(),
+            signature,
+            status,
         });
 
         let message = match status {
@@ -226,18 +268,37 @@ impl Tool for ProposeAction {
                 "The action is proposed and waits for approval in Slack; an approver must approve it before it runs."
             }
         };
-        let mut output = Map::new();
-        output.insert("run_id".into(), json!(run.id));
-        output.insert("action".into(), json!(self.action.id));
-        output.insert("status".into(), json!(status.as_str()));
-        if let Some((reference, title)) = &target {
-            output.insert("target".into(), json!(reference));
-            output.insert("target_title".into(), json!(title));
-        }
-        output.insert("inputs".into(), Value::Object(run.inputs));
-        output.insert("message".into(), json!(message));
-        Ok(Value::Object(output))
+        Ok(proposal_output(
+            &run.id,
+            &self.action.id,
+            status,
+            target.as_ref(),
+            run.inputs,
+            message,
+        ))
     }
+}
+
+/// The tool's result for a recorded run.
+fn proposal_output(
+    run_id: &str,
+    action_id: &str,
+    status: RunStatus,
+    target: Option<&(String, String)>,
+    inputs: Map<String, Value>,
+    message: &str,
+) -> Value {
+    let mut output = Map::new();
+    output.insert("run_id".into(), json!(run_id));
+    output.insert("action".into(), json!(action_id));
+    output.insert("status".into(), json!(status.as_str()));
+    if let Some((reference, title)) = target {
+        output.insert("target".into(), json!(reference));
+        output.insert("target_title".into(), json!(title));
+    }
+    output.insert("inputs".into(), Value::Object(inputs));
+    output.insert("message".into(), json!(message));
+    Value::Object(output)
 }
 
 impl ProposeAction {
@@ -258,9 +319,16 @@ impl ProposeAction {
         }
         let text = match given {
             Some(Value::String(text)) if !text.trim().is_empty() => text,
-            _ => {
+            None | Some(Value::Null) | Some(Value::String(_)) => {
                 return Err(ToolError::InvalidArguments(format!(
                     "target is required: the identifier of the {blueprint} the action is for"
+                )));
+            }
+            Some(other) => {
+                return Err(ToolError::InvalidArguments(format!(
+                    "target must be a string, the identifier of the {blueprint} the action is \
+                     for, such as \"{blueprint}:name\" (got {})",
+                    crate::catalog::truncate_chars(&other.to_string(), 60)
                 )));
             }
         };

@@ -47,6 +47,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::actions::definition::{self, ActionDefinition, RawAction};
+use crate::actions::proposal::tool_name;
 use crate::config::BackendKind;
 use crate::governance::limits::Limits;
 use crate::governance::redaction::RedactionSettings;
@@ -230,12 +231,17 @@ impl AgentsFile {
             let agent = location
                 .as_ref()
                 .and_then(|location| agent_at_line(text, location.line()));
+            // Outside the agents, the top-level key is the field.
+            let field = match (&agent, &location) {
+                (None, Some(location)) => section_at_line(text, location.line()),
+                _ => None,
+            };
             fail(vec![Problem {
                 line: location.as_ref().map(|location| location.line()),
                 column: location.as_ref().map(|location| location.column()),
                 agent,
                 action: None,
-                field: None,
+                field,
                 message: first_line(&error.to_string()),
             }])
         })?;
@@ -338,6 +344,9 @@ fn agent_at_line(text: &str, line: u64) -> Option<String> {
         id: Option<serde_json::Value>,
     }
 
+    if section_at_line(text, line)? != "agents" {
+        return None;
+    }
     let lenient: Lenient = serde_saphyr::from_str(text).ok()?;
     lenient
         .agents
@@ -345,6 +354,18 @@ fn agent_at_line(text: &str, line: u64) -> Option<String> {
         .rfind(|agent| agent.referenced.line() <= line)
         .and_then(|agent| agent.value.id.as_ref())
         .and_then(|id| id.as_str().map(str::to_string))
+}
+
+/// Finds the top-level key, such as `agents` or `actions`, whose value
+/// contains `line`: the one whose value starts last at or before it.
+fn section_at_line(text: &str, line: u64) -> Option<String> {
+    let sections: BTreeMap<String, Spanned<serde::de::IgnoredAny>> =
+        serde_saphyr::from_str(text).ok()?;
+    sections
+        .into_iter()
+        .filter(|(_, value)| value.referenced.line() <= line)
+        .max_by_key(|(_, value)| value.referenced.line())
+        .map(|(name, _)| name)
 }
 
 #[derive(Deserialize)]
@@ -454,6 +475,7 @@ fn validate(
                     "another agent already uses this id; ids must be unique",
                 );
             }
+            check_action_scope(entry, &agent, &actions, &mut checker);
             if agents.iter().any(|other| other.nickname == agent.nickname) {
                 let at = entry.value.nickname.as_ref().or(entry.value.id.as_ref());
                 checker.report(
@@ -545,15 +567,26 @@ fn validate_actions(
             .map(|id| id.value.trim().to_string());
         match definition::build(entry, env) {
             Ok(action) => {
-                if actions.iter().any(|other| other.id == action.id) {
+                // `propose_<id>` with `-` as `_` names the tool, so two ids
+                // that differ only there would share one tool.
+                let tool = tool_name(&action.id);
+                if let Some(other) = actions.iter().find(|other| tool_name(&other.id) == tool) {
+                    let message = if other.id == action.id {
+                        "another action already uses this id; ids must be unique".to_string()
+                    } else {
+                        format!(
+                            "the action {:?} has the same tool name {tool}, because - and _ \
+                             both become _ in it; rename one of them",
+                            other.id
+                        )
+                    };
                     problems.push(Problem {
                         line: Some(entry.referenced.line()),
                         column: Some(entry.referenced.column()),
                         agent: None,
                         action: name.clone(),
                         field: Some("id".to_string()),
-                        message: "another action already uses this id; ids must be unique"
-                            .to_string(),
+                        message,
                     });
                 }
                 actions.push(action);
@@ -573,6 +606,46 @@ fn validate_actions(
         }
     }
     actions
+}
+
+/// Reports each action the agent lists whose target or entity inputs are
+/// outside the agent's data scope: the agent could never name their
+/// entities, so every proposal would fail.
+fn check_action_scope(
+    entry: &Spanned<RawAgent>,
+    agent: &AgentSpec,
+    actions: &[std::sync::Arc<ActionDefinition>],
+    checker: &mut Checker<'_>,
+) {
+    let Some(scope) = &agent.data_scope else {
+        return;
+    };
+    for listed in entry.value.actions.iter().flatten() {
+        let Some(action) = actions
+            .iter()
+            .find(|action| action.id == listed.value.trim())
+        else {
+            continue;
+        };
+        let outside: Vec<&str> = action
+            .blueprints()
+            .into_iter()
+            .filter(|blueprint| !scope.contains(*blueprint))
+            .collect();
+        if !outside.is_empty() {
+            checker.report(
+                Some(listed),
+                "actions",
+                format!(
+                    "action {:?} names {} entities, which the agent's data_scope leaves out, so \
+                     the agent could never propose it; add them to data_scope or remove the \
+                     action",
+                    action.id,
+                    outside.join(" and ")
+                ),
+            );
+        }
+    }
 }
 
 fn validate_agent(

@@ -196,6 +196,11 @@ pub async fn handle_click(bot: &Bot, click: Click) {
                 .ok()
                 .flatten()
                 .unwrap_or(run);
+            if current.status == RunStatus::WaitingForApproval {
+                // Still waiting, so its deadline passed before the sweep
+                // marked it: mark it now, so its card loses the buttons.
+                expire_due_runs(bot).await;
+            }
             return reply(already_decided(&current)).await;
         }
         Err(error) => {
@@ -240,7 +245,9 @@ async fn reply_to(bot: &Bot, click: &Click, text: String) {
 
 fn already_decided(run: &ActionRun) -> String {
     match run.status {
-        RunStatus::Expired => {
+        // A run still waiting that could not be decided is past its
+        // deadline.
+        RunStatus::Expired | RunStatus::WaitingForApproval => {
             "This request expired before anyone decided it, so nothing was done.".to_string()
         }
         RunStatus::Rejected => format!(
@@ -265,15 +272,7 @@ fn already_decided(run: &ActionRun) -> String {
 /// changed by one of them.
 pub async fn sweep(bot: &Bot) {
     let app = &bot.app;
-    match action_runs::expire_due(&app.store, &app.clock).await {
-        Ok(expired) => {
-            for run in expired {
-                info!(run_id = %run.id, "approval request expired");
-                refresh_card(bot, &run).await;
-            }
-        }
-        Err(error) => warn!(error = %format!("{error:#}"), "could not expire approval requests"),
-    }
+    expire_due_runs(bot).await;
 
     let Some(stale_after) = app
         .agents_file
@@ -300,6 +299,19 @@ pub async fn sweep(bot: &Bot) {
             }
         }
         Err(error) => warn!(error = %format!("{error:#}"), "could not fail interrupted runs"),
+    }
+}
+
+/// Expires the requests whose deadline has passed and updates their cards.
+async fn expire_due_runs(bot: &Bot) {
+    match action_runs::expire_due(&bot.app.store, &bot.app.clock).await {
+        Ok(expired) => {
+            for run in expired {
+                info!(run_id = %run.id, "approval request expired");
+                refresh_card(bot, &run).await;
+            }
+        }
+        Err(error) => warn!(error = %format!("{error:#}"), "could not expire approval requests"),
     }
 }
 

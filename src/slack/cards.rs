@@ -14,6 +14,19 @@ pub const REJECT: &str = "action_reject";
 /// Section fields per block; Slack allows 10.
 const MAX_FIELDS: usize = 10;
 
+/// Characters Slack accepts in a section's text or a context element.
+const MAX_TEXT_CHARS: usize = 3000;
+
+/// Characters Slack accepts in one section field.
+const MAX_FIELD_CHARS: usize = 2000;
+
+/// Blocks Slack accepts in one message.
+const MAX_BLOCKS: usize = 50;
+
+/// Blocks of a card besides its details: the heading, the context line,
+/// and the buttons or the status line.
+const FRAME_BLOCKS: usize = 3;
+
 /// The card for a run waiting for approval, with its text fallback.
 pub fn approval_card(
     run: &ActionRun,
@@ -73,7 +86,7 @@ pub fn status_line(run: &ActionRun) -> String {
             .map(|summary| escape_mrkdwn(&summary))
             .unwrap_or_default();
         if let Some(link) = &run.link {
-            line.push_str(&format!(" · <{link}|view run>"));
+            line.push_str(&format!(" · <{}|view run>", link_target(link)));
         }
         line
     };
@@ -101,24 +114,39 @@ pub fn status_line(run: &ActionRun) -> String {
     }
 }
 
+/// Writes a URL for a mrkdwn link. The link comes from the executor's
+/// server: a `|` would end the URL and start the link's text, and `<` or
+/// `>` would start or end a mention, so they are percent-encoded, and `&`
+/// is escaped as Slack expects.
+fn link_target(url: &str) -> String {
+    url.replace('&', "&amp;")
+        .replace('|', "%7C")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
+}
+
 fn heading(mrkdwn: &str) -> SlackBlock {
     text_block(mrkdwn)
 }
 
 fn text_block(mrkdwn: &str) -> SlackBlock {
-    SlackSectionBlock::new().with_text(md!("{}", mrkdwn)).into()
+    SlackSectionBlock::new()
+        .with_text(md!("{}", fit(mrkdwn, MAX_TEXT_CHARS)))
+        .into()
 }
 
 fn context(mrkdwn: &str) -> SlackBlock {
     SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-        SlackBlockMarkDownText::new(mrkdwn.to_string()),
+        SlackBlockMarkDownText::new(fit(mrkdwn, MAX_TEXT_CHARS)),
     )])
     .into()
 }
 
-/// The target and each input as section fields.
+/// Builds the target and each input as section fields. Slack rejects a whole
+/// message when one field or the block count is over its limits, so long
+/// values are cut and inputs beyond what fits are counted instead.
 fn details(run: &ActionRun) -> Vec<SlackBlock> {
-    let mut fields: Vec<SlackBlockText> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     if let Some(target) = &run.target_ref {
         let shown = match &run.target_title {
             Some(title) if !title.is_empty() => {
@@ -126,20 +154,66 @@ fn details(run: &ActionRun) -> Vec<SlackBlock> {
             }
             _ => format!("`{}`", escape_mrkdwn(target)),
         };
-        fields.push(md!("*Target*\n{}", shown));
+        fields.push(format!("*Target*\n{shown}"));
     }
     for (name, value) in &run.inputs {
         let text = match value {
             serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        let text: String = text.chars().take(1_900).collect();
-        fields.push(md!("*{}*\n{}", escape_mrkdwn(name), escape_mrkdwn(&text)));
+        fields.push(format!(
+            "*{}*\n{}",
+            escape_mrkdwn(name),
+            escape_mrkdwn(&text)
+        ));
+    }
+
+    let room = (MAX_BLOCKS - FRAME_BLOCKS) * MAX_FIELDS;
+    if fields.len() > room {
+        let hidden = fields.len() - (room - 1);
+        fields.truncate(room - 1);
+        fields.push(format!(
+            "*More inputs*\n{hidden} more are not shown; `agentdesk runs list --json` lists \
+             every input of run `{}`",
+            run.id
+        ));
     }
     fields
         .chunks(MAX_FIELDS)
-        .map(|chunk| SlackSectionBlock::new().with_fields(chunk.to_vec()).into())
+        .map(|chunk| {
+            let texts: Vec<SlackBlockText> = chunk
+                .iter()
+                .map(|field| md!("{}", fit(field, MAX_FIELD_CHARS)))
+                .collect();
+            SlackSectionBlock::new().with_fields(texts).into()
+        })
         .collect()
+}
+
+/// Cuts mrkdwn to at most `max` characters, ending with `…`. The cut
+/// never leaves half an entity (`&amp;`) or half a `<...>` token
+/// (a mention or a link), which Slack would show as broken text.
+fn fit(mrkdwn: &str, max: usize) -> String {
+    let Some((cut, _)) = mrkdwn.char_indices().nth(max) else {
+        return mrkdwn.to_string();
+    };
+    // One character is left for the ellipsis.
+    let cut = mrkdwn[..cut]
+        .char_indices()
+        .next_back()
+        .map_or(0, |(index, _)| index);
+    let mut kept = &mrkdwn[..cut];
+    if let Some(open) = kept.rfind('&')
+        && !kept[open..].contains(';')
+    {
+        kept = &kept[..open];
+    }
+    if let Some(open) = kept.rfind('<')
+        && !kept[open..].contains('>')
+    {
+        kept = &kept[..open];
+    }
+    format!("{kept}…")
 }
 
 fn buttons(run_id: &str) -> SlackBlock {

@@ -371,10 +371,12 @@ pub fn handle_interactive(bot: &Arc<Bot>, payload: Value) {
             _ => None,
         };
         if let Some(decision) = decision {
-            let Some(run_id) = action.value.clone() else {
-                warn!("approval click without a run id; dropped");
-                continue;
-            };
+            // A click without a run id finds no run, and the clicker is
+            // told that nothing was done.
+            let run_id = action.value.clone().unwrap_or_else(|| {
+                warn!("approval click without a run id");
+                String::new()
+            });
             let click = Click {
                 run_id: run_id.clone(),
                 clicker: user.clone(),

@@ -237,6 +237,23 @@ pub async fn decide(
     row.map(|row| decode(&row)).transpose()
 }
 
+/// Marks the moment a run's executor starts, if the run is still in
+/// progress. Returns the run when it may execute, and `None` when it ended
+/// meanwhile, for example when a sweep failed it as interrupted: it must
+/// not execute then, since its record already says how it ended.
+pub async fn start(store: &Store, clock: &SharedClock, id: &str) -> Result<Option<ActionRun>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE action_runs SET started_at = $1 WHERE id = $2 AND status = 'in_progress' \
+         RETURNING {COLUMNS}"
+    )))
+    .bind(clock.now_millis())
+    .bind(id.to_string())
+    .fetch_optional(store.pool())
+    .await
+    .context("could not record the start of the action run")?;
+    row.map(|row| decode(&row)).transpose()
+}
+
 /// Records how a run in progress ended. Returns the run when this call
 /// ended it, `None` when it was not in progress any more.
 pub async fn finish(

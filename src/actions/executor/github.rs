@@ -65,7 +65,7 @@ use tracing::debug;
 
 use super::http::{self, TIMED_OUT};
 use super::template::Template;
-use super::{Problem, RunRequest, RunResult, read_secret, record};
+use super::{PlaceholderValues, Problem, RunRequest, RunResult, read_secret, record};
 use crate::config::Secret;
 
 /// The REST API version agentdesk is written against.
@@ -121,6 +121,54 @@ impl GithubWorkflowConfig {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+}
+
+impl GithubWorkflowConfig {
+    /// Checks that every placeholder can have a value in a run of the
+    /// action; problems are (field, message) pairs. Templates that do not
+    /// parse are skipped, since `build` reports them.
+    pub(super) fn check_placeholders(&self, action: &PlaceholderValues<'_>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (name, text) in &self.inputs {
+            let Ok(template) = Template::parse(text) else {
+                continue;
+            };
+            let field = format!("executor.inputs.{name}");
+            for input in template.input_names() {
+                if !action.inputs.contains(&input) {
+                    let declared = if action.inputs.is_empty() {
+                        "the action has no inputs".to_string()
+                    } else {
+                        format!("its inputs are {}", action.inputs.join(", "))
+                    };
+                    problems.push((
+                        field.clone(),
+                        format!(
+                            "{{{{inputs.{input}}}}} names no input of the action ({declared}); \
+                             declare it under inputs or fix the name"
+                        ),
+                    ));
+                }
+            }
+            if template.uses_target() && !action.has_target {
+                problems.push((
+                    field.clone(),
+                    "refers to the target, but the action has no target_blueprint; add one or \
+                     remove the placeholder"
+                        .to_string(),
+                ));
+            }
+            if template.uses_approver() && !action.has_approver {
+                problems.push((
+                    field.clone(),
+                    "refers to {{approver}}, but the action runs automatically and has no \
+                     approver; use {{requester}} or require approval"
+                        .to_string(),
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -511,13 +559,17 @@ fn started(run: StartedRun, status: u16, mut detail: Value) -> RunResult {
     detail["html_url"] = run.html_url.clone().into();
     detail["run_lookup"] = run.found_by.into();
 
-    let is_web_link =
-        Url::parse(&run.html_url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+    // The link is shown on cards and in terminals, so it is kept in its
+    // parsed form, with control characters percent-encoded.
+    let link = Url::parse(&run.html_url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .map(String::from);
     RunResult {
         success: true,
         summary: format!("workflow run {} started", run.id),
         http_status: Some(status),
-        link: is_web_link.then_some(run.html_url),
+        link,
         detail,
     }
 }

@@ -157,10 +157,21 @@ fn error_chain(error: &reqwest::Error) -> String {
     text
 }
 
-/// Returns an excerpt of a response body for a summary: whitespace
-/// collapsed, secrets removed, at most [`MAX_EXCERPT_CHARS`] characters.
+/// Returns an excerpt of a response body for a summary: control
+/// characters and whitespace collapsed to single spaces, secrets removed,
+/// at most [`MAX_EXCERPT_CHARS`] characters. Summaries are printed in
+/// terminals, where a receiver's escape sequences would take effect.
 pub(super) fn body_excerpt(body: &[u8], secrets: &[Secret]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text: String = String::from_utf8_lossy(body)
+        .chars()
+        .map(|character| {
+            if character.is_control() {
+                ' '
+            } else {
+                character
+            }
+        })
+        .collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         return "empty body".to_string();

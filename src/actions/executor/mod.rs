@@ -90,6 +90,18 @@ impl ExecutorConfig {
         Ok(Executor { kind })
     }
 
+    /// Checks that each placeholder of the executor's templates has a value
+    /// in every run of the action: `{{inputs.NAME}}` must name a declared
+    /// input, a `{{target.*}}` placeholder needs a `target_blueprint`, and
+    /// `{{approver}}` needs an approval policy. Problems are (field,
+    /// message) pairs under `executor`.
+    pub fn check_placeholders(&self, action: &PlaceholderValues<'_>) -> Vec<(String, String)> {
+        match self {
+            Self::Webhook(_) => Vec::new(),
+            Self::GithubWorkflow(config) => config.check_placeholders(action),
+        }
+    }
+
     /// Returns the action input names the executor's templates refer to
     /// (`{{inputs.NAME}}`), so the action definition can check that each
     /// one is declared. A webhook sends every input and refers to none by
@@ -100,6 +112,17 @@ impl ExecutorConfig {
             Self::GithubWorkflow(config) => config.referenced_inputs(),
         }
     }
+}
+
+/// The values every run of an action has, to check placeholders against.
+#[derive(Debug, Clone, Copy)]
+pub struct PlaceholderValues<'a> {
+    /// Names of the action's inputs.
+    pub inputs: &'a [&'a str],
+    /// Whether the action has a `target_blueprint`.
+    pub has_target: bool,
+    /// Whether a person approves each run.
+    pub has_approver: bool,
 }
 
 /// A built executor, ready to run requests.

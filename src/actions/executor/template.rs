@@ -99,6 +99,28 @@ impl Template {
             _ => None,
         })
     }
+
+    /// Reports whether the template refers to the target entity.
+    pub(super) fn uses_target(&self) -> bool {
+        self.parts.iter().any(|part| {
+            matches!(
+                part,
+                Part::Placeholder(
+                    Placeholder::TargetRef
+                        | Placeholder::TargetBlueprint
+                        | Placeholder::TargetIdentifier
+                        | Placeholder::TargetTitle
+                )
+            )
+        })
+    }
+
+    /// Reports whether the template refers to the approver.
+    pub(super) fn uses_approver(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Placeholder(Placeholder::Approver)))
+    }
 }
 
 impl Placeholder {

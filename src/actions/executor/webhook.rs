@@ -178,8 +178,10 @@ pub(super) struct WebhookExecutor {
     headers: Vec<(HeaderName, Secret)>,
     /// The HMAC key.
     secret: Secret,
-    /// Values read from the environment (the key and the variables in
-    /// header values), removed from any response text quoted in a summary.
+    /// Values removed from any response text quoted in a summary: those
+    /// read from the environment (the key and the variables in header
+    /// values), header values written into the file, and the URL's
+    /// password and query values.
     redactions: Vec<Secret>,
     timeout: Duration,
 }
@@ -222,8 +224,17 @@ impl WebhookExecutor {
             else {
                 continue;
             };
-            headers.push((name, value));
             redactions.extend(variable_values);
+            // A literal value may be a key written into the file, and some
+            // receivers echo the headers they were sent. Shorter values,
+            // such as `json`, would match inside ordinary words.
+            if value.expose().chars().count() >= super::MIN_SECRET_CHARS {
+                redactions.push(value.clone());
+            }
+            headers.push((name, value));
+        }
+        if let Some(url) = &url {
+            redactions.extend(url_secrets(url));
         }
 
         let client = timeout.and_then(|timeout| record(http::build_client(timeout), &mut problems));
@@ -327,6 +338,20 @@ fn target_json(target: &TargetEntity) -> Value {
         "identifier": target.identifier,
         "title": target.title,
     })
+}
+
+/// The parts of a URL that may hold a key, `https://user:KEY@host/?token=KEY`,
+/// which a receiver may echo back: the password and the query values of
+/// at least [`super::MIN_SECRET_CHARS`] characters.
+fn url_secrets(url: &Url) -> Vec<Secret> {
+    let mut secrets: Vec<Secret> = url.password().map(Secret::new).into_iter().collect();
+    secrets.extend(
+        url.query_pairs()
+            .map(|(_, value)| value.into_owned())
+            .filter(|value| value.chars().count() >= super::MIN_SECRET_CHARS)
+            .map(Secret::new),
+    );
+    secrets
 }
 
 fn parse_method(text: &str) -> Result<Method, Problem> {

@@ -20,12 +20,26 @@ pub struct RawInputs {
     pub(super) entries: Vec<RawEntry>,
 }
 
+impl RawInputs {
+    /// Reads the `inputs:` value of an action read as a node: a mapping,
+    /// or nothing for no inputs. Returns the kind of node found otherwise.
+    pub(crate) fn from_node(node: &RawNode) -> Result<RawInputs, &'static str> {
+        match node {
+            RawNode::Null => Ok(RawInputs::default()),
+            RawNode::Map(entries) => Ok(RawInputs {
+                entries: entries.clone(),
+            }),
+            other => Err(other.kind()),
+        }
+    }
+}
+
 /// A mapping key with its location, and its value.
-pub(super) type RawEntry = (Spanned<String>, Spanned<RawNode>);
+pub(crate) type RawEntry = (Spanned<String>, Spanned<RawNode>);
 
 /// One YAML node.
 #[derive(Debug, Clone)]
-pub(super) enum RawNode {
+pub(crate) enum RawNode {
     Null,
     Bool(bool),
     Number(Number),
@@ -36,7 +50,7 @@ pub(super) enum RawNode {
 
 impl RawNode {
     /// Names the kind of node, for messages: "a number", "a list".
-    pub(super) fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             RawNode::Null => "nothing",
             RawNode::Bool(_) => "a boolean",

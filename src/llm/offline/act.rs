@@ -5,7 +5,8 @@
 //! A request names an action when, after polite openings ("please", "can
 //! you", "I'd like to"), it starts with the first word of the action's title
 //! or identifier ("deploy checkout to staging" for "Deploy a service"), or
-//! contains the identifier itself ("run restart-service for checkout"). A
+//! contains the identifier as one word ("run restart-service for
+//! checkout"). A
 //! sentence that ends with a question mark and has no polite opening is read
 //! as a question, not a request, so "open incidents for payments?" lists
 //! incidents instead of opening one.
@@ -14,7 +15,8 @@
 //! enum, one token matching a pattern, a number next to the input's name,
 //! a yes/no input named in the request, and free-text inputs such as a
 //! reason with the request itself. The target entity is searched for with
-//! the words that remain. Whatever is missing or wrong comes back from the
+//! the words that remain, and used only when the request spells out its
+//! identifier or title. Whatever is missing or wrong comes back from the
 //! proposal tool as a validation error, which the answer passes on.
 
 use std::collections::HashSet;
@@ -25,6 +27,7 @@ use serde_json::{Map, Value, json};
 
 use super::format::{join, label, value_text};
 use super::{Replay, Stop};
+use crate::actions::proposal::tool_name;
 use crate::catalog::normalize::{compact, is_stopword, terms};
 use crate::llm::ToolSpec;
 
@@ -39,10 +42,17 @@ pub(super) struct OfferedAction {
     schema: Value,
 }
 
+/// The start of a proposal tool's description: `Propose the action
+/// "TITLE" (ID): ...`. A title may itself contain quotes and parentheses,
+/// so every `" (ID):` in the text is tried, and the one whose identifier
+/// gives the tool's name wins.
 static DESCRIPTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^Propose the action "(?P<title>[^"]*)" \((?P<id>[^)]+)\)"#)
+    Regex::new(r#"" \((?P<id>[a-z][a-z0-9_-]*)\):"#)
         .expect("the proposal description pattern is valid")
 });
+
+/// The opening of a proposal tool's description, before the title.
+const DESCRIPTION_OPENING: &str = "Propose the action \"";
 
 /// The actions among the offered tools.
 pub(super) fn offered(tools: &[ToolSpec]) -> Vec<OfferedAction> {
@@ -50,11 +60,16 @@ pub(super) fn offered(tools: &[ToolSpec]) -> Vec<OfferedAction> {
         .iter()
         .filter(|tool| tool.name.starts_with("propose_"))
         .filter_map(|tool| {
-            let captures = DESCRIPTION.captures(&tool.description)?;
+            let rest = tool.description.strip_prefix(DESCRIPTION_OPENING)?;
+            let (title, id) = DESCRIPTION.captures_iter(rest).find_map(|captures| {
+                let id = captures.name("id")?;
+                let end = captures.get(0)?.start();
+                (tool_name(id.as_str()) == tool.name).then(|| (&rest[..end], id.as_str()))
+            })?;
             Some(OfferedAction {
                 tool: tool.name.clone(),
-                id: captures["id"].to_string(),
-                title: captures["title"].to_string(),
+                id: id.to_string(),
+                title: title.to_string(),
                 schema: tool.input_schema.clone(),
             })
         })
@@ -148,14 +163,14 @@ pub(super) fn answer(
         return None;
     }
     let first = all_terms.get(skip)?;
-    let question_compact = compact(question);
+    let request_tokens = tokens(question);
 
     let mut scored: Vec<(usize, &OfferedAction)> = actions
         .iter()
         .filter_map(|action| {
             let title_terms = content_terms(&action.title);
             let id_terms = terms(&action.id);
-            let named_by_id = id_terms.len() > 1 && question_compact.contains(&compact(&action.id));
+            let named_by_id = id_terms.len() > 1 && names_identifier(&request_tokens, &action.id);
             let starts_with_verb =
                 title_terms.first() == Some(first) || id_terms.first() == Some(first);
             if !named_by_id && !starts_with_verb {
@@ -191,6 +206,19 @@ pub(super) fn answer(
             join(&names)
         )))
     }
+}
+
+/// Reports whether a word of the request is the action's identifier as
+/// written, with `-` or `_` between its parts ("run open-incident for
+/// payments"), or its tool's name. Words that only contain its letters,
+/// as "open incidents" does for `open-incident`, do not count: they are
+/// common in questions.
+fn names_identifier(tokens: &[String], id: &str) -> bool {
+    let id = id.to_lowercase().replace('_', "-");
+    tokens.iter().any(|token| {
+        let token = token.to_lowercase().replace('_', "-");
+        token == id || token.strip_prefix("propose-") == Some(id.as_str())
+    })
 }
 
 fn content_terms(text: &str) -> Vec<String> {
@@ -442,9 +470,12 @@ fn fill(
     None
 }
 
-/// Finds the target entity among the entities of `blueprint`: the first
-/// result whose identifier or title the request contains, else the best
-/// result, else the words themselves (the tool then says none matched).
+/// Finds the target entity among the entities of `blueprint`: the search
+/// result whose identifier or title the request spells out in whole words.
+/// Without one, the words themselves go to the tool, which accepts only an
+/// exact identifier, name or title. A near match is never used in their
+/// place: "checkout-v2" must not become `service:checkout`, because an
+/// automatic action would then run on an entity nobody named.
 fn find_target(replay: &mut Replay, blueprint: &str, text: &str, question: &str) -> Step<String> {
     let response = replay.call(
         "search_entities",
@@ -463,29 +494,50 @@ fn find_target(replay: &mut Replay, blueprint: &str, text: &str, question: &str)
     };
     // The entity named first in the request wins: in "open an incident for
     // payments: checkout fails", the incident is about payments.
-    let question = compact(question);
+    let words: Vec<String> = tokens(question)
+        .iter()
+        .map(|token| compact(token))
+        .filter(|word| !word.is_empty())
+        .collect();
     let named = results
         .iter()
         .filter_map(|result| {
             ["identifier", "title"]
                 .iter()
-                .filter_map(|field| {
-                    let name = compact(result.get(*field).and_then(Value::as_str)?);
-                    if name.is_empty() {
-                        return None;
-                    }
-                    question.find(&name)
-                })
+                .filter_map(|field| named_at(&words, result.get(*field)?.as_str()?))
                 .min()
                 .map(|position| (position, result))
         })
         .min_by_key(|(position, _)| *position)
         .map(|(_, result)| result);
     Ok(named
-        .or(results.first())
         .and_then(|result| result.get("ref").and_then(Value::as_str))
         .map(str::to_string)
         .unwrap_or_else(|| text.to_string()))
+}
+
+/// Returns the position of the first of the request's words that, with the
+/// words after it, spell `name`: "Checkout Service" is named by the words
+/// "checkout service", but not by "checkout-v2" or "checkouts". `words`
+/// are the request's words in [`compact`] form.
+fn named_at(words: &[String], name: &str) -> Option<usize> {
+    let name = compact(name);
+    if name.is_empty() {
+        return None;
+    }
+    (0..words.len()).find(|start| {
+        let mut spelled = String::new();
+        for word in &words[*start..] {
+            spelled.push_str(word);
+            if !name.starts_with(&spelled) {
+                return false;
+            }
+            if spelled.len() == name.len() {
+                return true;
+            }
+        }
+        false
+    })
 }
 
 /// The answer once the tool recorded the run.
