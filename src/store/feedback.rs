@@ -92,7 +92,13 @@ pub async fn record_vote(
     .rows_affected();
 
     match (written, previous) {
-        (0, None) => Err(UnknownInvocation(invocation_id.to_string()).into()),
+        // No row was written and none was read before: either the
+        // invocation is unknown, or a concurrent click by the same user
+        // stored this same vote in between.
+        (0, None) => match stored_vote(store, invocation_id, user_id).await? {
+            Some(_) => Ok(VoteChange::Unchanged),
+            None => Err(UnknownInvocation(invocation_id.to_string()).into()),
+        },
         (0, Some(_)) => Ok(VoteChange::Unchanged),
         (_, None) => Ok(VoteChange::New),
         (_, Some(_)) => Ok(VoteChange::Changed),
