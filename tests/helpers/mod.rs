@@ -139,52 +139,32 @@ impl TestDatabase {
         database
     }
 
-    /// Creates a fresh PostgreSQL database `agentdesk_test_<uuid>`.
+    /// Creates a fresh, empty PostgreSQL database `agentdesk_test_<uuid>`.
     ///
     /// Panics when the server cannot be reached, unless
     /// `AGENTDESK_TEST_SKIP_POSTGRES=1`; then it prints why and returns
     /// `None`, and the caller skips the test.
     pub async fn postgres() -> Option<Self> {
-        let admin_url = std::env::var("AGENTDESK_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|url| !url.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
+        let admin_url = postgres_admin_url();
+        let admin = connect_admin(&admin_url).await?;
+        Some(create_postgres_database(admin, admin_url, None).await)
+    }
 
-        let mut admin = match connect_postgres(&admin_url).await {
-            Ok(connection) => connection,
-            Err(error) if skip_postgres() => {
-                eprintln!(
-                    "skipping a PostgreSQL test: cannot connect to {admin_url} ({error}) and \
-                     AGENTDESK_TEST_SKIP_POSTGRES=1"
-                );
-                return None;
-            }
-            Err(error) => panic!(
-                "cannot connect to PostgreSQL at {admin_url}: {error}. Start PostgreSQL on \
-                 127.0.0.1:5432 (user postgres, trust authentication), point \
-                 AGENTDESK_TEST_POSTGRES_URL at a server where the user may create databases, \
-                 or set AGENTDESK_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
-            ),
-        };
-
-        let name = format!("agentdesk_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|error| {
-                panic!("cannot create database {name} on {admin_url}: {error}")
-            });
-        let _ = admin.close().await;
-
-        let mut url = reqwest::Url::parse(&admin_url)
-            .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"));
-        url.set_path(&format!("/{name}"));
-        Some(Self {
-            url: url.to_string(),
-            kind: DatabaseKind::Postgres,
-            _folder: None,
-            postgres: Some(PostgresDatabase { admin_url, name }),
-        })
+    /// Creates a fresh PostgreSQL database that already contains the demo
+    /// catalog, the PostgreSQL twin of [`TestDatabase::sqlite_with_demo`].
+    ///
+    /// Loading the demo into PostgreSQL takes about a second in a debug
+    /// build, so it is loaded once per test run into a template database,
+    /// and each database starts as a copy made by
+    /// `CREATE DATABASE ... TEMPLATE`.
+    /// Returns `None` in the same case as [`TestDatabase::postgres`].
+    pub async fn postgres_with_demo() -> Option<Self> {
+        let admin_url = postgres_admin_url();
+        let admin = connect_admin(&admin_url).await?;
+        let template = POSTGRES_DEMO_TEMPLATE
+            .get_or_init(|| build_postgres_demo_template(&admin_url))
+            .await;
+        Some(create_postgres_database(admin, admin_url, Some(template)).await)
     }
 
     /// The `DATABASE_URL` of this database.
@@ -259,6 +239,154 @@ async fn build_demo_template() -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
 }
 
+/// The template database containing the demo catalog, built by the first
+/// test that requests it.
+static POSTGRES_DEMO_TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// Name prefix of demo template databases. The Unix time of creation and a
+/// UUID follow it.
+const DEMO_TEMPLATE_PREFIX: &str = "agentdesk_demo_";
+
+/// Age after which a demo template left by an earlier test run is dropped.
+/// A test run takes minutes, so a template this old has no user left.
+const STALE_TEMPLATE_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn postgres_admin_url() -> String {
+    std::env::var("AGENTDESK_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string())
+}
+
+/// Connects to the admin database, or returns `None` when the server is
+/// down and `AGENTDESK_TEST_SKIP_POSTGRES=1`.
+async fn connect_admin(admin_url: &str) -> Option<PgConnection> {
+    match connect_postgres(admin_url).await {
+        Ok(connection) => Some(connection),
+        Err(error) if skip_postgres() => {
+            eprintln!(
+                "skipping a PostgreSQL test: cannot connect to {admin_url} ({error}) and \
+                 AGENTDESK_TEST_SKIP_POSTGRES=1"
+            );
+            None
+        }
+        Err(error) => panic!(
+            "cannot connect to PostgreSQL at {admin_url}: {error}. Start PostgreSQL on \
+             127.0.0.1:5432 (user postgres, trust authentication), point \
+             AGENTDESK_TEST_POSTGRES_URL at a server where the user may create databases, \
+             or set AGENTDESK_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
+        ),
+    }
+}
+
+/// Creates `agentdesk_test_<uuid>`, empty or as a copy of `template`.
+async fn create_postgres_database(
+    mut admin: PgConnection,
+    admin_url: String,
+    template: Option<&str>,
+) -> TestDatabase {
+    let name = format!("agentdesk_test_{}", uuid::Uuid::new_v4().simple());
+    let statement = match template {
+        Some(template) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""),
+        None => format!("CREATE DATABASE \"{name}\""),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create database {name} on {admin_url}: {error}"));
+    let _ = admin.close().await;
+
+    TestDatabase {
+        url: postgres_database_url(&admin_url, &name),
+        kind: DatabaseKind::Postgres,
+        _folder: None,
+        postgres: Some(PostgresDatabase { admin_url, name }),
+    }
+}
+
+/// Returns `admin_url` with its database replaced by `name`.
+fn postgres_database_url(admin_url: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(admin_url)
+        .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"));
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Creates a database containing the demo catalog and returns its name.
+///
+/// The template outlives the test run, because no code runs when the test
+/// binary exits. Building a new template first drops those older than
+/// [`STALE_TEMPLATE_AGE`].
+async fn build_postgres_demo_template(admin_url: &str) -> String {
+    let mut admin = connect_postgres(admin_url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL at {admin_url}: {error}"));
+    drop_stale_demo_templates(&mut admin).await;
+
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    let name = format!(
+        "{DEMO_TEMPLATE_PREFIX}{created}_{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create database {name} on {admin_url}: {error}"));
+    let _ = admin.close().await;
+
+    let url = postgres_database_url(admin_url, &name);
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to {url}: {error:#}"));
+    let clock: SharedClock = manual_clock();
+    agentdesk::catalog::demo::load(&store, &clock)
+        .await
+        .expect("the demo catalog loads");
+    // A copy fails while anyone is connected to its template.
+    store.close().await;
+    name
+}
+
+/// Drops demo templates that earlier test runs left behind, best effort.
+async fn drop_stale_demo_templates(admin: &mut PgConnection) {
+    let names: Vec<String> =
+        match sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("{}%", DEMO_TEMPLATE_PREFIX.replace('_', "\\_")))
+            .fetch_all(&mut *admin)
+            .await
+        {
+            Ok(names) => names,
+            Err(error) => {
+                eprintln!("could not list old demo templates: {error}");
+                return;
+            }
+        };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    for name in names {
+        let created = name
+            .strip_prefix(DEMO_TEMPLATE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|seconds| seconds.parse::<u64>().ok());
+        let Some(created) = created else { continue };
+        if now.saturating_sub(created) < STALE_TEMPLATE_AGE.as_secs() {
+            continue;
+        }
+        let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *admin)
+            .await
+        {
+            eprintln!("could not drop the old demo template {name}: {error}");
+        }
+    }
+}
+
 fn skip_postgres() -> bool {
     std::env::var("AGENTDESK_TEST_SKIP_POSTGRES").is_ok_and(|value| value.trim() == "1")
 }
@@ -304,6 +432,28 @@ macro_rules! on_both_databases {
     )+};
 }
 pub(crate) use on_both_databases;
+
+/// Like [`on_both_databases!`], but each database starts with the demo
+/// catalog, from [`TestDatabase::sqlite_with_demo`] and
+/// [`TestDatabase::postgres_with_demo`].
+macro_rules! on_both_databases_with_demo {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test($crate::helpers::TestDatabase::sqlite_with_demo()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(database) = $crate::helpers::TestDatabase::postgres_with_demo().await {
+                    super::$test(database).await;
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use on_both_databases_with_demo;
 
 /// Returns the path of the `agentdesk` binary Cargo built for these tests.
 pub fn agentdesk_binary() -> PathBuf {
