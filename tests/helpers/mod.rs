@@ -6,6 +6,7 @@ pub mod bot;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use agentdesk::store::Store;
 use serde_json::Value;
 use slack_morphism::prelude::{SlackClient, SlackClientHyperConnector, SlackHyperClient};
 use sqlx::Connection;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tempfile::TempDir;
 
 /// Loads `tests/fixtures/slack/<name>` as JSON.
@@ -243,13 +244,8 @@ async fn build_demo_template() -> Vec<u8> {
 /// test that requests it.
 static POSTGRES_DEMO_TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
-/// Name prefix of demo template databases. The Unix time of creation and a
-/// UUID follow it.
+/// Name prefix of demo template databases; a UUID follows it.
 const DEMO_TEMPLATE_PREFIX: &str = "agentdesk_demo_";
-
-/// Age after which a demo template left by an earlier test run is dropped.
-/// A test run takes minutes, so a template this old has no user left.
-const STALE_TEMPLATE_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 fn postgres_admin_url() -> String {
     std::env::var("AGENTDESK_TEST_POSTGRES_URL")
@@ -314,23 +310,18 @@ fn postgres_database_url(admin_url: &str, name: &str) -> String {
 
 /// Creates a database containing the demo catalog and returns its name.
 ///
-/// The template outlives the test run, because no code runs when the test
-/// binary exits. Building a new template first drops those older than
-/// [`STALE_TEMPLATE_AGE`].
+/// No code runs when the test binary exits, so the template outlives the
+/// test run. A connection named after the template stays open until the
+/// process ends, and the next run drops every template whose connection
+/// is gone.
 async fn build_postgres_demo_template(admin_url: &str) -> String {
+    let name = format!("{DEMO_TEMPLATE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    claim_until_exit(admin_url, &name).await;
+
     let mut admin = connect_postgres(admin_url)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL at {admin_url}: {error}"));
-    drop_stale_demo_templates(&mut admin).await;
-
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs();
-    let name = format!(
-        "{DEMO_TEMPLATE_PREFIX}{created}_{}",
-        uuid::Uuid::new_v4().simple()
-    );
+    drop_orphaned_demo_templates(&mut admin).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
         .await
@@ -350,34 +341,56 @@ async fn build_postgres_demo_template(admin_url: &str) -> String {
     name
 }
 
-/// Drops demo templates that earlier test runs left behind, best effort.
-async fn drop_stale_demo_templates(admin: &mut PgConnection) {
-    let names: Vec<String> =
-        match sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
-            .bind(format!("{}%", DEMO_TEMPLATE_PREFIX.replace('_', "\\_")))
-            .fetch_all(&mut *admin)
-            .await
-        {
-            Ok(names) => names,
-            Err(error) => {
-                eprintln!("could not list old demo templates: {error}");
-                return;
+/// Opens a connection to the admin database with `application_name` set
+/// to `template`, and keeps it open on a thread of its own until the
+/// process exits, however it exits.
+async fn claim_until_exit(admin_url: &str, template: &str) {
+    let options = PgConnectOptions::from_str(admin_url)
+        .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"))
+        .application_name(template);
+    let (connected, is_connected) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a runtime for the template claim");
+        runtime.block_on(async move {
+            match PgConnection::connect_with(&options).await {
+                Ok(_claim) => {
+                    let _ = connected.send(Ok(()));
+                    std::future::pending::<()>().await;
+                }
+                Err(error) => {
+                    let _ = connected.send(Err(error.to_string()));
+                }
             }
-        };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs();
-    for name in names {
-        let created = name
-            .strip_prefix(DEMO_TEMPLATE_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|seconds| seconds.parse::<u64>().ok());
-        let Some(created) = created else { continue };
-        if now.saturating_sub(created) < STALE_TEMPLATE_AGE.as_secs() {
-            continue;
+        });
+    });
+    match is_connected.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => panic!("cannot connect to PostgreSQL at {admin_url}: {error}"),
+        Err(_) => panic!("the thread claiming the demo template {template} ended early"),
+    }
+}
+
+/// Drops demo templates whose test run has ended, best effort.
+async fn drop_orphaned_demo_templates(admin: &mut PgConnection) {
+    let orphans: Vec<String> = match sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND NOT EXISTS \
+         (SELECT 1 FROM pg_stat_activity WHERE application_name = datname)",
+    )
+    .bind(format!("{}%", DEMO_TEMPLATE_PREFIX.replace('_', "\\_")))
+    .fetch_all(&mut *admin)
+    .await
+    {
+        Ok(orphans) => orphans,
+        Err(error) => {
+            eprintln!("could not list old demo templates: {error}");
+            return;
         }
-        let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    };
+    for name in orphans {
+        let statement = format!("DROP DATABASE IF EXISTS \"{name}\"");
         if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&mut *admin)
             .await
