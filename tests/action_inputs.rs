@@ -1,8 +1,8 @@
 //! The input schema of self-service actions. Schemas are read from YAML
 //! the way the agents file reads them, and problems name their field and
 //! line. Proposals are validated with defaults filled, entity references
-//! resolve against the real demo catalog, and the JSON Schema given to the
-//! model is checked.
+//! resolve against the real demo catalog on SQLite and PostgreSQL, and the
+//! JSON Schema given to the model is checked.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -15,7 +15,18 @@ use agentdesk::tools::ToolContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDatabase, import, manual_clock, shared};
+use crate::helpers::{
+    TestDatabase, import, manual_clock, on_both_databases, on_both_databases_with_demo, shared,
+};
+
+on_both_databases_with_demo!(
+    demo_entities_resolve_by_name_or_title,
+    demo_misses_suggest_similar_entities,
+    entity_of_other_blueprint_is_not_found,
+    data_scope_hides_entities_from_lookup,
+);
+
+on_both_databases!(ambiguous_bare_name_lists_candidates);
 
 /// The part of an action definition this module reads.
 #[derive(Deserialize)]
@@ -99,12 +110,6 @@ fn fixed(references: &[&str]) -> FixedLookup {
             .collect(),
         ..FixedLookup::default()
     }
-}
-
-async fn demo_catalog() -> (TestDatabase, Catalog) {
-    let database = TestDatabase::sqlite_with_demo();
-    let catalog = Catalog::new(database.store().await);
-    (database, catalog)
 }
 
 /// Checks that `errors` has exactly one error per expected input, in
@@ -951,9 +956,8 @@ fn json_schema_caps_unbounded_arrays() {
     );
 }
 
-#[tokio::test]
-async fn demo_entities_resolve_by_name_or_title() {
-    let (_database, catalog) = demo_catalog().await;
+async fn demo_entities_resolve_by_name_or_title(database: TestDatabase) {
+    let catalog = Catalog::new(database.store().await);
     let schema = schema(DEPLOY);
 
     for written in [
@@ -983,9 +987,8 @@ async fn demo_entities_resolve_by_name_or_title() {
     );
 }
 
-#[tokio::test]
-async fn demo_misses_suggest_similar_entities() {
-    let (_database, catalog) = demo_catalog().await;
+async fn demo_misses_suggest_similar_entities(database: TestDatabase) {
+    let catalog = Catalog::new(database.store().await);
     let schema = schema(DEPLOY);
 
     let errors = schema
@@ -1016,9 +1019,8 @@ async fn demo_misses_suggest_similar_entities() {
     assert_eq!(errors.len(), 3);
 }
 
-#[tokio::test]
-async fn entity_of_other_blueprint_is_not_found() {
-    let (_database, catalog) = demo_catalog().await;
+async fn entity_of_other_blueprint_is_not_found(database: TestDatabase) {
+    let catalog = Catalog::new(database.store().await);
     let schema = schema(DEPLOY);
 
     // `production` is an environment entity, not a service.
@@ -1037,9 +1039,8 @@ async fn entity_of_other_blueprint_is_not_found() {
     );
 }
 
-#[tokio::test]
-async fn data_scope_hides_entities_from_lookup() {
-    let (_database, catalog) = demo_catalog().await;
+async fn data_scope_hides_entities_from_lookup(database: TestDatabase) {
+    let catalog = Catalog::new(database.store().await);
     let schema = schema(DEPLOY);
     let context = ToolContext {
         catalog,
@@ -1063,9 +1064,7 @@ async fn data_scope_hides_entities_from_lookup() {
     );
 }
 
-#[tokio::test]
-async fn ambiguous_bare_name_lists_candidates() {
-    let database = TestDatabase::sqlite();
+async fn ambiguous_bare_name_lists_candidates(database: TestDatabase) {
     let store = database.store().await;
     let clock = shared(&manual_clock());
     let folder = tempfile::tempdir().expect("a temporary folder");

@@ -1,7 +1,8 @@
 //! The agent loop through `App::answer` with the OpenAI and Anthropic
 //! backends pointed at their stand-ins, over the real demo catalog: tool
 //! conversations, mistakes the model makes, retries, timeouts and the
-//! loop's limits, and what the invocation record keeps.
+//! loop's limits, and what the invocation record keeps. Every test runs on
+//! SQLite and on PostgreSQL.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -130,8 +131,8 @@ impl Standin {
     }
 }
 
-/// One app over a fresh SQLite database with the demo catalog, and a
-/// stand-in. The database is removed when this value is dropped.
+/// One app over a fresh database with the demo catalog, and a stand-in.
+/// The database is removed when this value is dropped.
 struct Harness {
     app: App,
     standin: Standin,
@@ -139,8 +140,7 @@ struct Harness {
 }
 
 impl Harness {
-    async fn start(provider: Provider, extra: &[(&str, &str)]) -> Self {
-        let database = TestDatabase::sqlite_with_demo();
+    async fn start(provider: Provider, database: TestDatabase, extra: &[(&str, &str)]) -> Self {
         let standin = Standin::start(provider).await;
 
         let mut vars: HashMap<String, String> = HashMap::new();
@@ -206,22 +206,35 @@ fn assert_completed(stored: &Invocation, answer: &Answer, tools: &[&str]) {
     assert!(stored.finished_at.is_some());
 }
 
-/// Defines each `async fn NAME(provider: Provider)` as two tests,
-/// `NAME::openai` and `NAME::anthropic`.
+/// Defines each `async fn NAME(provider: Provider, database: TestDatabase)`
+/// as four tests, `NAME::openai::sqlite`, `NAME::openai::postgres`,
+/// `NAME::anthropic::sqlite` and `NAME::anthropic::postgres`, each on a
+/// fresh database holding the demo catalog.
 macro_rules! on_both_providers {
     ($($test:ident),+ $(,)?) => {$(
         mod $test {
+            on_both_providers!(@databases $test, openai, OpenAi);
+            on_both_providers!(@databases $test, anthropic, Anthropic);
+        }
+    )+};
+    (@databases $test:ident, $module:ident, $provider:ident) => {
+        mod $module {
+            use $crate::helpers::TestDatabase;
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn openai() {
-                super::$test(super::Provider::OpenAi).await;
+            async fn sqlite() {
+                let database = TestDatabase::sqlite_with_demo();
+                super::super::$test(super::super::Provider::$provider, database).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn anthropic() {
-                super::$test(super::Provider::Anthropic).await;
+            async fn postgres() {
+                if let Some(database) = TestDatabase::postgres_with_demo().await {
+                    super::super::$test(super::super::Provider::$provider, database).await;
+                }
             }
         }
-    )+};
+    };
 }
 
 on_both_providers!(
@@ -234,8 +247,8 @@ on_both_providers!(
     large_tool_result_is_cut_with_note,
 );
 
-async fn tool_conversation_answers_from_catalog(provider: Provider) {
-    let harness = Harness::start(provider, &[]).await;
+async fn tool_conversation_answers_from_catalog(provider: Provider, database: TestDatabase) {
+    let harness = Harness::start(provider, database, &[]).await;
     let standin = &harness.standin;
     standin.push(Reply::ToolCalls(vec![tool_call(
         "search_entities",
@@ -297,8 +310,8 @@ async fn tool_conversation_answers_from_catalog(provider: Provider) {
     );
 }
 
-async fn unknown_tool_gets_error_and_loop_continues(provider: Provider) {
-    let harness = Harness::start(provider, &[]).await;
+async fn unknown_tool_gets_error_and_loop_continues(provider: Provider, database: TestDatabase) {
+    let harness = Harness::start(provider, database, &[]).await;
     let standin = &harness.standin;
     standin.push(Reply::ToolCalls(vec![tool_call(
         "deploy_service",
@@ -343,8 +356,8 @@ async fn unknown_tool_gets_error_and_loop_continues(provider: Provider) {
     assert_eq!(stored.tool_calls[1].error, None);
 }
 
-async fn invalid_arguments_get_error_result(provider: Provider) {
-    let harness = Harness::start(provider, &[]).await;
+async fn invalid_arguments_get_error_result(provider: Provider, database: TestDatabase) {
+    let harness = Harness::start(provider, database, &[]).await;
     let standin = &harness.standin;
     let broken = r#"{"query": "payments"#;
     standin.push(Reply::ToolCalls(vec![(
@@ -382,9 +395,9 @@ async fn invalid_arguments_get_error_result(provider: Provider) {
     assert!(stored.tool_calls[0].error.is_some());
 }
 
-async fn rate_limit_waits_for_retry_after(provider: Provider) {
+async fn rate_limit_waits_for_retry_after(provider: Provider, database: TestDatabase) {
     // With no base delay, any wait comes from Retry-After.
-    let harness = Harness::start(provider, &[("AGENTDESK_LLM_RETRY_BASE_MS", "0")]).await;
+    let harness = Harness::start(provider, database, &[("AGENTDESK_LLM_RETRY_BASE_MS", "0")]).await;
     let standin = &harness.standin;
     standin.push(Reply::Status {
         status: 429,
@@ -411,9 +424,10 @@ async fn rate_limit_waits_for_retry_after(provider: Provider) {
     assert_completed(&stored, &answer, &[]);
 }
 
-async fn slow_model_fails_with_short_message(provider: Provider) {
+async fn slow_model_fails_with_short_message(provider: Provider, database: TestDatabase) {
     let harness = Harness::start(
         provider,
+        database,
         &[
             ("AGENTDESK_LLM_TIMEOUT_SECS", "0.3"),
             ("AGENTDESK_LLM_MAX_RETRIES", "0"),
@@ -469,8 +483,8 @@ async fn slow_model_fails_with_short_message(provider: Provider) {
     assert!(stored.finished_at.is_some());
 }
 
-async fn tool_call_limit_forces_final_answer(provider: Provider) {
-    let harness = Harness::start(provider, &[("AGENTDESK_MAX_TOOL_CALLS", "2")]).await;
+async fn tool_call_limit_forces_final_answer(provider: Provider, database: TestDatabase) {
+    let harness = Harness::start(provider, database, &[("AGENTDESK_MAX_TOOL_CALLS", "2")]).await;
     let standin = &harness.standin;
     standin.push(Reply::ToolCalls(vec![tool_call(
         "search_entities",
@@ -513,8 +527,13 @@ async fn tool_call_limit_forces_final_answer(provider: Provider) {
     assert_completed(&stored, &answer, &["search_entities", "get_entity"]);
 }
 
-async fn large_tool_result_is_cut_with_note(provider: Provider) {
-    let harness = Harness::start(provider, &[("AGENTDESK_TOOL_RESULT_MAX_BYTES", "256")]).await;
+async fn large_tool_result_is_cut_with_note(provider: Provider, database: TestDatabase) {
+    let harness = Harness::start(
+        provider,
+        database,
+        &[("AGENTDESK_TOOL_RESULT_MAX_BYTES", "256")],
+    )
+    .await;
     let standin = &harness.standin;
     standin.push(Reply::ToolCalls(vec![tool_call(
         "list_blueprints",

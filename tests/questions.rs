@@ -1,7 +1,8 @@
 //! The question sets under `tests/fixtures/questions`, asked through the
-//! real binary (`agentdesk ask --json`) with the offline backend: over the
-//! demo catalog of an empty database, and over the imported Backstage
-//! examples. Every failure of a set is collected and reported together.
+//! real binary (`agentdesk ask --json`) with the offline backend, on SQLite
+//! and PostgreSQL: over the demo catalog of an empty database, and over the
+//! imported Backstage examples. Every failure of a set is collected and
+//! reported together.
 
 use std::fmt;
 use std::path::Path;
@@ -9,7 +10,17 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::helpers::{backstage_fixtures, describe_output, fixture_path, run_agentdesk};
+use crate::helpers::{
+    TestDatabase, backstage_fixtures, describe_output, fixture_path, on_both_databases,
+    run_agentdesk,
+};
+
+on_both_databases!(
+    demo_questions_answered,
+    demo_reworded_questions_answered,
+    backstage_questions_answered,
+    backstage_reworded_questions_answered,
+);
 
 /// One question and the facts a correct answer must and must not contain.
 #[derive(Debug, Deserialize)]
@@ -132,23 +143,12 @@ fn assert_question_set(workdir: &Path, env: &[(&str, &str)], set: &str) {
     );
 }
 
-/// Creates a working folder with an empty SQLite database. The first
-/// question loads the demo catalog into it.
-fn demo_workdir() -> (tempfile::TempDir, String) {
-    let workdir = tempfile::tempdir().expect("create a working folder");
-    let url = format!("sqlite://{}", workdir.path().join("agentdesk.db").display());
-    (workdir, url)
-}
-
-/// Creates a working folder whose SQLite database contains the imported
-/// Backstage examples.
-fn backstage_workdir() -> (tempfile::TempDir, String) {
-    let (workdir, url) = demo_workdir();
+/// Imports the Backstage examples into the database at `url`.
+fn import_backstage(workdir: &Path, url: &str) {
     let fixtures = backstage_fixtures();
-    let env = [("DATABASE_URL", url.as_str())];
     let output = run_agentdesk(
-        workdir.path(),
-        &env,
+        workdir,
+        &[("DATABASE_URL", url)],
         &[
             "catalog",
             "import",
@@ -160,37 +160,43 @@ fn backstage_workdir() -> (tempfile::TempDir, String) {
         "the import failed: {}",
         describe_output(&output)
     );
-    (workdir, url)
 }
 
 fn offline_env(url: &str) -> [(&str, &str); 2] {
     [("DATABASE_URL", url), ("AGENTDESK_BACKEND", "offline")]
 }
 
-#[test]
-fn demo_questions_answered() {
-    let (workdir, url) = demo_workdir();
-    assert_question_set(workdir.path(), &offline_env(&url), "demo.json");
+/// The database starts empty, so the first question loads the demo catalog.
+async fn demo_questions_answered(database: TestDatabase) {
+    let workdir = tempfile::tempdir().expect("create a working folder");
+    assert_question_set(workdir.path(), &offline_env(database.url()), "demo.json");
 }
 
-#[test]
-fn demo_reworded_questions_answered() {
-    let (workdir, url) = demo_workdir();
-    assert_question_set(workdir.path(), &offline_env(&url), "demo-reworded.json");
-}
-
-#[test]
-fn backstage_questions_answered() {
-    let (workdir, url) = backstage_workdir();
-    assert_question_set(workdir.path(), &offline_env(&url), "backstage.json");
-}
-
-#[test]
-fn backstage_reworded_questions_answered() {
-    let (workdir, url) = backstage_workdir();
+async fn demo_reworded_questions_answered(database: TestDatabase) {
+    let workdir = tempfile::tempdir().expect("create a working folder");
     assert_question_set(
         workdir.path(),
-        &offline_env(&url),
+        &offline_env(database.url()),
+        "demo-reworded.json",
+    );
+}
+
+async fn backstage_questions_answered(database: TestDatabase) {
+    let workdir = tempfile::tempdir().expect("create a working folder");
+    import_backstage(workdir.path(), database.url());
+    assert_question_set(
+        workdir.path(),
+        &offline_env(database.url()),
+        "backstage.json",
+    );
+}
+
+async fn backstage_reworded_questions_answered(database: TestDatabase) {
+    let workdir = tempfile::tempdir().expect("create a working folder");
+    import_backstage(workdir.path(), database.url());
+    assert_question_set(
+        workdir.path(),
+        &offline_env(database.url()),
         "backstage-reworded.json",
     );
 }

@@ -1,14 +1,14 @@
 //! Regression tests for faults found by feeding agentdesk hostile or odd
 //! input: long questions, large teams, empty mentions, symlink loops,
 //! Location targets outside the imported folder, duplicate entities across
-//! paths, extreme settings, an unreachable database and a shutdown that
-//! races a finishing answer.
+//! paths, extreme settings, an unreachable database, a shutdown that races
+//! a finishing answer and a double click on a feedback button. Tests that
+//! touch the database run on SQLite and PostgreSQL.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use agentdesk::app::{App, Question};
@@ -16,7 +16,8 @@ use agentdesk::catalog::import::import_paths;
 use agentdesk::clock::{SharedClock, system_clock};
 use agentdesk::config::Settings;
 use agentdesk::slack::serve;
-use agentdesk::store::invocations::Status;
+use agentdesk::store::feedback::{self, Vote};
+use agentdesk::store::invocations::{self, NewInvocation, Source, Status, StoragePolicy};
 use agentdesk::store::{Store, redact_url};
 use agentdesk_standins::Reply;
 use agentdesk_standins::anthropic::AnthropicStandin;
@@ -26,9 +27,32 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::helpers::{
-    TestDatabase, agentdesk_binary, describe_output, import, manual_clock, run_agentdesk,
-    slack_fixture,
+    TestDatabase, agentdesk_binary, describe_output, import, manual_clock, on_both_databases,
+    on_both_databases_with_demo, run_agentdesk, slack_fixture,
 };
+
+// Apps started on an empty database load the demo catalog, so their tests
+// start from a copy of it.
+on_both_databases_with_demo!(
+    long_question_answer_keeps_time_budget,
+    long_question_answer_is_not_echoed,
+    owned_entities_answered_for_large_team,
+    bare_mention_never_sends_empty_text,
+    answer_finished_during_shutdown_reaches_asker,
+    huge_duration_settings_are_rejected,
+    name_with_a_stop_word_is_found_exactly,
+);
+
+on_both_databases!(
+    symlink_loop_import_finishes_once,
+    import_error_never_quotes_files_outside,
+    import_error_for_huge_value_stays_short,
+    reimport_of_entity_in_two_paths_changes_nothing,
+    folder_import_skips_non_catalog_files,
+    dotenv_is_read_only_from_working_directory,
+    closed_stdout_does_not_panic,
+    same_vote_clicked_twice_at_once_is_recorded,
+);
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -119,13 +143,13 @@ fn long_question(words: usize) -> String {
     format!("what is {}", body.join(" "))
 }
 
-#[test]
-fn long_question_answer_keeps_time_budget() {
-    let (sender, receiver) = mpsc::channel();
+async fn long_question_answer_keeps_time_budget(database: TestDatabase) {
+    // The answer runs on a runtime of its own, so a stuck answer cannot
+    // stop this test's timer.
+    let (sender, receiver) = oneshot::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
         let status = runtime.block_on(async {
-            let database = TestDatabase::sqlite_with_demo();
             let app = start_app(&database, &[("AGENTDESK_TIME_BUDGET_SECS", "2")]).await;
             ask(&app, &long_question(1_000)).await.status
         });
@@ -133,16 +157,14 @@ fn long_question_answer_keeps_time_budget() {
     });
 
     // The budget is 2 s, and 12 s leaves room for a slow debug build.
-    let status = receiver.recv_timeout(Duration::from_secs(12));
+    let status = tokio::time::timeout(Duration::from_secs(12), receiver).await;
     assert!(
         status.is_ok(),
         "a 1,000-word question still runs 12 s after its 2 s time budget"
     );
 }
 
-#[tokio::test]
-async fn long_question_answer_is_not_echoed() {
-    let database = TestDatabase::sqlite_with_demo();
+async fn long_question_answer_is_not_echoed(database: TestDatabase) {
     let app = start_app(&database, &[]).await;
     let question = format!(
         "who owns payments? {}",
@@ -181,9 +203,7 @@ fn large_team_catalog(folder: &Path, members: usize) -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn owned_entities_answered_for_large_team() {
-    let database = TestDatabase::sqlite();
+async fn owned_entities_answered_for_large_team(database: TestDatabase) {
     let app = start_app(&database, &[]).await;
     let folder = tempfile::tempdir().expect("a temporary folder");
     let catalog = large_team_catalog(folder.path(), 300);
@@ -204,9 +224,7 @@ async fn owned_entities_answered_for_large_team() {
     );
 }
 
-#[tokio::test]
-async fn bare_mention_never_sends_empty_text() {
-    let database = TestDatabase::sqlite_with_demo();
+async fn bare_mention_never_sends_empty_text(database: TestDatabase) {
     let model = AnthropicStandin::start()
         .await
         .expect("the stand-in starts");
@@ -241,9 +259,7 @@ async fn bare_mention_never_sends_empty_text() {
     }
 }
 
-#[tokio::test]
-async fn answer_finished_during_shutdown_reaches_asker() {
-    let database = TestDatabase::sqlite_with_demo();
+async fn answer_finished_during_shutdown_reaches_asker(database: TestDatabase) {
     let model = OpenAiStandin::start()
         .await
         .expect("the model stand-in starts");
@@ -334,8 +350,7 @@ async fn answer_finished_during_shutdown_reaches_asker() {
     );
 }
 
-#[test]
-fn symlink_loop_import_finishes_once() {
+async fn symlink_loop_import_finishes_once(database: TestDatabase) {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let catalog = folder.path().join("catalog");
     write(
@@ -344,11 +359,10 @@ fn symlink_loop_import_finishes_once() {
     );
     std::os::unix::fs::symlink("..", catalog.join("sub/up")).expect("a symlink");
     std::os::unix::fs::symlink(".", catalog.join("self")).expect("a symlink");
-    let url = format!("sqlite://{}", folder.path().join("agentdesk.db").display());
 
     let output = run_agentdesk_within(
         folder.path(),
-        &[("DATABASE_URL", url.as_str())],
+        &[("DATABASE_URL", database.url())],
         &["catalog", "import", "--json", "catalog"],
         Duration::from_secs(30),
     );
@@ -360,9 +374,7 @@ fn symlink_loop_import_finishes_once() {
     assert_eq!(report["files"], 1, "one file, read once: {report}");
 }
 
-#[tokio::test]
-async fn import_error_never_quotes_files_outside() {
-    let database = TestDatabase::sqlite();
+async fn import_error_never_quotes_files_outside(database: TestDatabase) {
     let store = database.store().await;
     let clock: SharedClock = manual_clock();
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -389,9 +401,7 @@ async fn import_error_never_quotes_files_outside() {
     );
 }
 
-#[tokio::test]
-async fn import_error_for_huge_value_stays_short() {
-    let database = TestDatabase::sqlite();
+async fn import_error_for_huge_value_stays_short(database: TestDatabase) {
     let store = database.store().await;
     let clock: SharedClock = manual_clock();
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -414,9 +424,7 @@ async fn import_error_for_huge_value_stays_short() {
     );
 }
 
-#[tokio::test]
-async fn reimport_of_entity_in_two_paths_changes_nothing() {
-    let database = TestDatabase::sqlite();
+async fn reimport_of_entity_in_two_paths_changes_nothing(database: TestDatabase) {
     let store = database.store().await;
     let clock: SharedClock = manual_clock();
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -440,9 +448,7 @@ async fn reimport_of_entity_in_two_paths_changes_nothing() {
     assert_eq!(again.removed, 0, "{again:?}");
 }
 
-#[tokio::test]
-async fn folder_import_skips_non_catalog_files() {
-    let database = TestDatabase::sqlite();
+async fn folder_import_skips_non_catalog_files(database: TestDatabase) {
     let store = database.store().await;
     let clock: SharedClock = manual_clock();
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -471,8 +477,7 @@ async fn folder_import_skips_non_catalog_files() {
     assert_eq!(report.created, 1, "{report:?}");
 }
 
-#[tokio::test]
-async fn huge_duration_settings_are_rejected() {
+async fn huge_duration_settings_are_rejected(database: TestDatabase) {
     for value in ["1e30", "1e19"] {
         let mut vars = HashMap::new();
         vars.insert("AGENTDESK_TIME_BUDGET_SECS".to_string(), value.to_string());
@@ -485,7 +490,6 @@ async fn huge_duration_settings_are_rejected() {
         };
 
         // When the value is accepted, a question must not panic either.
-        let database = TestDatabase::sqlite_with_demo();
         let mut settings = settings;
         settings.database_url = database.url().to_string();
         let app = App::start(settings, system_clock())
@@ -536,17 +540,15 @@ fn redact_url_hides_every_password_form() {
     }
 }
 
-#[test]
-fn dotenv_is_read_only_from_working_directory() {
+async fn dotenv_is_read_only_from_working_directory(database: TestDatabase) {
     let folder = tempfile::tempdir().expect("a temporary folder");
     write(&folder.path().join(".env"), "AGENTDESK_BACKEND=bogus\n");
     let workdir = folder.path().join("project");
     std::fs::create_dir_all(&workdir).expect("the working directory");
-    let url = format!("sqlite://{}", workdir.join("agentdesk.db").display());
 
     let output = run_agentdesk(
         &workdir,
-        &[("DATABASE_URL", url.as_str())],
+        &[("DATABASE_URL", database.url())],
         &["ask", "who owns payments?"],
     );
 
@@ -557,17 +559,15 @@ fn dotenv_is_read_only_from_working_directory() {
     );
 }
 
-#[test]
-fn closed_stdout_does_not_panic() {
+async fn closed_stdout_does_not_panic(database: TestDatabase) {
     let folder = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}", folder.path().join("agentdesk.db").display());
     let (reader, writer) = std::io::pipe().expect("a pipe");
     drop(reader);
 
     let mut child = Command::new(agentdesk_binary())
         .current_dir(folder.path())
         .args(["ask", "who owns payments?"])
-        .env("DATABASE_URL", &url)
+        .env("DATABASE_URL", database.url())
         .env_remove("AGENTDESK_BACKEND")
         .stdout(writer)
         .stderr(Stdio::piped())
@@ -590,9 +590,7 @@ fn closed_stdout_does_not_panic() {
 
 /// A name made of a word and a stop word ("team-a") is an exact match,
 /// although search drops the stop word from its terms.
-#[tokio::test]
-async fn name_with_a_stop_word_is_found_exactly() {
-    let database = TestDatabase::sqlite();
+async fn name_with_a_stop_word_is_found_exactly(database: TestDatabase) {
     let app = start_app(&database, &[]).await;
     import(
         &app.store,
@@ -609,4 +607,52 @@ async fn name_with_a_stop_word_is_found_exactly() {
         answer.answer
     );
     assert!(answer.answer.contains("Janelle Dawe"), "{}", answer.answer);
+}
+
+/// Two clicks of the same feedback button by one user, handled at once,
+/// both succeed. Both may read no earlier vote, and the click whose write
+/// then changes no row must not be taken for a vote on an unknown
+/// invocation.
+async fn same_vote_clicked_twice_at_once_is_recorded(database: TestDatabase) {
+    let store = database.store().await;
+    let clock: SharedClock = manual_clock();
+
+    // The clicks race, so several rounds make a lost race likely.
+    for round in 0..20 {
+        let id = format!("invocation-{round}");
+        let new = NewInvocation {
+            id: id.clone(),
+            source: Source::Slack,
+            agent: "default".into(),
+            team_id: None,
+            channel_id: None,
+            thread_ts: None,
+            message_ts: None,
+            user_id: Some("U0ALICE001".into()),
+            prompt: "who owns payments?".into(),
+            backend: "offline".into(),
+            model: "offline-rules".into(),
+        };
+        invocations::start(&store, &clock, &new, StoragePolicy::Full)
+            .await
+            .expect("the invocation is recorded");
+
+        let clicks = [(); 2].map(|()| {
+            let (store, clock, id) = (store.clone(), clock.clone(), id.clone());
+            tokio::spawn(async move {
+                feedback::record_vote(&store, &clock, &id, "U0ALICE001", Vote::Up).await
+            })
+        });
+        for click in clicks {
+            if let Err(error) = click.await.expect("the click does not panic") {
+                panic!("round {round}: a double click failed: {error:#}");
+            }
+        }
+        let votes = feedback::votes_for(&store, &id).await.expect("votes");
+        assert_eq!(
+            votes,
+            [("U0ALICE001".to_string(), Vote::Up)],
+            "round {round}"
+        );
+    }
 }

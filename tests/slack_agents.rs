@@ -10,8 +10,30 @@ use agentdesk_standins::slack::{PostedMessage, SlackStandin, with_fresh_ids};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::bot::{RunningBot, WAIT, block_text, sqlite_url, start_bot};
-use crate::helpers::slack_fixture;
+use crate::helpers::bot::{RunningBot, WAIT, block_text, start_bot};
+use crate::helpers::{TestDatabase, on_both_databases_with_demo, slack_fixture};
+
+on_both_databases_with_demo!(
+    nickname_routes_to_its_agent,
+    channel_default_routes_to_its_agent,
+    description_routes_to_the_best_agent,
+    forbidden_user_is_refused_and_recorded,
+    user_group_grants_access,
+    channel_grants_access,
+    slash_command_help_agents_and_usage,
+    tool_outside_allow_list_is_never_run,
+    entity_outside_data_scope_is_invisible,
+    assistant_thread_shows_conversation_starters,
+    redaction_hides_secrets_from_model_and_store,
+    user_request_limit_refuses_then_resets,
+    agent_request_limit_refuses_then_resets,
+    token_budget_is_exhausted_until_next_utc_day,
+    workspace_token_budget_covers_every_user,
+    feedback_is_stored_once_per_user,
+    metadata_only_stores_no_text,
+    retention_task_in_serve_deletes_old_invocations,
+    agent_backend_and_model_override_the_environment,
+);
 
 /// Three agents: an explorer for services (the default), an incident agent
 /// that only U0BOB00002 and the S0ONCALL group may use, and a triage agent
@@ -42,9 +64,9 @@ struct Setup {
     _directory: TempDir,
 }
 
-/// Starts a bot with `agents` as its agents file; with `use_model`, the
-/// OpenAI stand-in is the backend.
-async fn setup(agents: &str, use_model: bool) -> Setup {
+/// Starts a bot on `database` with `agents` as its agents file; with
+/// `use_model`, the OpenAI stand-in is the backend.
+async fn setup(database: &TestDatabase, agents: &str, use_model: bool) -> Setup {
     let directory = TempDir::new().expect("temp dir");
     let agents_path: PathBuf = directory.path().join("agentdesk.yaml");
     std::fs::write(&agents_path, agents).expect("agents file written");
@@ -65,7 +87,7 @@ async fn setup(agents: &str, use_model: bool) -> Setup {
         extra.push(("OPENAI_BASE_URL", base_url.as_str()));
     }
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
-    let bot = start_bot(slack, &sqlite_url(&directory), &extra).await;
+    let bot = start_bot(slack, database.url(), &extra).await;
     Setup {
         bot,
         model,
@@ -104,9 +126,8 @@ async fn latest_invocation(setup: &Setup) -> invocations::Invocation {
         .expect("an invocation")
 }
 
-#[tokio::test]
-async fn nickname_routes_to_its_agent() {
-    let setup = setup(AGENTS, false).await;
+async fn nickname_routes_to_its_agent(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, false).await;
     let reply = ask(
         &setup,
         mention("triage who owns payments?", "U0ALICE001", "C0CHAN0001"),
@@ -126,10 +147,9 @@ async fn nickname_routes_to_its_agent() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn channel_default_routes_to_its_agent() {
+async fn channel_default_routes_to_its_agent(database: TestDatabase) {
     let agents = format!("channels:\n  C0TRIAGE01: triage\n{AGENTS}");
-    let setup = setup(&agents, false).await;
+    let setup = setup(&database, &agents, false).await;
     let reply = ask(
         &setup,
         mention("who owns payments?", "U0ALICE001", "C0TRIAGE01"),
@@ -147,9 +167,8 @@ async fn channel_default_routes_to_its_agent() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn description_routes_to_the_best_agent() {
-    let setup = setup(AGENTS, false).await;
+async fn description_routes_to_the_best_agent(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, false).await;
     let reply = ask(
         &setup,
         mention(
@@ -173,9 +192,8 @@ async fn description_routes_to_the_best_agent() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn forbidden_user_is_refused_and_recorded() {
-    let setup = setup(AGENTS, false).await;
+async fn forbidden_user_is_refused_and_recorded(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, false).await;
     let reply = ask(
         &setup,
         mention(
@@ -213,9 +231,8 @@ async fn forbidden_user_is_refused_and_recorded() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn user_group_grants_access() {
-    let setup = setup(AGENTS, false).await;
+async fn user_group_grants_access(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, false).await;
     setup.bot.slack.set_usergroup("S0ONCALL", &["U0ALICE001"]);
     let reply = ask(
         &setup,
@@ -257,10 +274,9 @@ async fn user_group_grants_access() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn channel_grants_access() {
+async fn channel_grants_access(database: TestDatabase) {
     let agents = AGENTS.replace("user_groups: [S0ONCALL]", "channels: [C0ONCALL01]");
-    let setup = setup(&agents, false).await;
+    let setup = setup(&database, &agents, false).await;
     let in_channel = ask(
         &setup,
         mention(
@@ -320,10 +336,9 @@ fn ack_text(ack: &agentdesk_standins::slack::Ack) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn slash_command_help_agents_and_usage() {
+async fn slash_command_help_agents_and_usage(database: TestDatabase) {
     let agents = format!("limits:\n  requests_per_minute_per_user: 5\n{AGENTS}");
-    let setup = setup(&agents, false).await;
+    let setup = setup(&database, &agents, false).await;
 
     let help = setup.bot.send(slash_command("help")).await;
     let text = ack_text(&help);
@@ -388,9 +403,8 @@ fn tool_results(request: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn tool_outside_allow_list_is_never_run() {
-    let setup = setup(AGENTS, true).await;
+async fn tool_outside_allow_list_is_never_run(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, true).await;
     let model = setup.model.as_ref().expect("model");
     model.push(Reply::ToolCalls(vec![(
         "count_entities".into(),
@@ -427,13 +441,12 @@ async fn tool_outside_allow_list_is_never_run() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn entity_outside_data_scope_is_invisible() {
+async fn entity_outside_data_scope_is_invisible(database: TestDatabase) {
     let agents = AGENTS.replace(
         r#"allowed_tools: ["search_entities"]"#,
         r#"allowed_tools: ["search_entities", "get_entity"]"#,
     );
-    let setup = setup(&agents, true).await;
+    let setup = setup(&database, &agents, true).await;
     let model = setup.model.as_ref().expect("model");
     model.push(Reply::ToolCalls(vec![
         ("get_entity".into(), r#"{"entity": "_team:billing"}"#.into()),
@@ -471,9 +484,8 @@ async fn entity_outside_data_scope_is_invisible() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn assistant_thread_shows_conversation_starters() {
-    let setup = setup(AGENTS, false).await;
+async fn assistant_thread_shows_conversation_starters(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, false).await;
     setup
         .bot
         .send(slack_fixture("assistant_thread_started_envelope.json"))
@@ -493,10 +505,9 @@ async fn assistant_thread_shows_conversation_starters() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn redaction_hides_secrets_from_model_and_store() {
+async fn redaction_hides_secrets_from_model_and_store(database: TestDatabase) {
     let agents = format!("redaction:\n  emails: true\n{AGENTS}");
-    let setup = setup(&agents, true).await;
+    let setup = setup(&database, &agents, true).await;
     let model = setup.model.as_ref().expect("model");
     model.push(Reply::Text("Noted.".into()));
 
@@ -543,8 +554,11 @@ async fn redaction_hides_secrets_from_model_and_store() {
     setup.bot.stop().await;
 }
 
-/// A bot on a manual clock with limits, and the clock.
-async fn limited_setup(limits: &str) -> (Setup, std::sync::Arc<agentdesk::clock::ManualClock>) {
+/// A bot on `database` and a manual clock with limits, and the clock.
+async fn limited_setup(
+    database: &TestDatabase,
+    limits: &str,
+) -> (Setup, std::sync::Arc<agentdesk::clock::ManualClock>) {
     use agentdesk::clock::{Clock, ManualClock, SystemClock};
 
     let directory = TempDir::new().expect("temp dir");
@@ -559,7 +573,7 @@ async fn limited_setup(limits: &str) -> (Setup, std::sync::Arc<agentdesk::clock:
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
     let bot = crate::helpers::bot::start_bot_with_clock(
         slack,
-        &sqlite_url(&directory),
+        database.url(),
         &[("AGENTDESK_CONFIG", agents_path.as_str())],
         clock.clone(),
     )
@@ -574,9 +588,8 @@ async fn limited_setup(limits: &str) -> (Setup, std::sync::Arc<agentdesk::clock:
     )
 }
 
-#[tokio::test]
-async fn user_request_limit_refuses_then_resets() {
-    let (setup, clock) = limited_setup("  requests_per_minute_per_user: 2").await;
+async fn user_request_limit_refuses_then_resets(database: TestDatabase) {
+    let (setup, clock) = limited_setup(&database, "  requests_per_minute_per_user: 2").await;
     for _ in 0..2 {
         let reply = ask(
             &setup,
@@ -624,9 +637,8 @@ async fn user_request_limit_refuses_then_resets() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn agent_request_limit_refuses_then_resets() {
-    let (setup, clock) = limited_setup("  requests_per_minute_per_agent: 2").await;
+async fn agent_request_limit_refuses_then_resets(database: TestDatabase) {
+    let (setup, clock) = limited_setup(&database, "  requests_per_minute_per_agent: 2").await;
     ask(
         &setup,
         mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
@@ -666,10 +678,12 @@ async fn agent_request_limit_refuses_then_resets() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn token_budget_is_exhausted_until_next_utc_day() {
-    let (setup, clock) =
-        limited_setup("  daily_tokens_per_user: 50\n  daily_tokens_per_workspace: 100000").await;
+async fn token_budget_is_exhausted_until_next_utc_day(database: TestDatabase) {
+    let (setup, clock) = limited_setup(
+        &database,
+        "  daily_tokens_per_user: 50\n  daily_tokens_per_workspace: 100000",
+    )
+    .await;
     let first = ask(
         &setup,
         mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
@@ -705,9 +719,8 @@ async fn token_budget_is_exhausted_until_next_utc_day() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn workspace_token_budget_covers_every_user() {
-    let (setup, _clock) = limited_setup("  daily_tokens_per_workspace: 50").await;
+async fn workspace_token_budget_covers_every_user(database: TestDatabase) {
+    let (setup, _clock) = limited_setup(&database, "  daily_tokens_per_workspace: 50").await;
     ask(
         &setup,
         mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
@@ -738,9 +751,8 @@ fn feedback_click(invocation_id: &str, user: &str, action_id: &str) -> Value {
     envelope
 }
 
-#[tokio::test]
-async fn feedback_is_stored_once_per_user() {
-    let setup = setup(AGENTS, false).await;
+async fn feedback_is_stored_once_per_user(database: TestDatabase) {
+    let setup = setup(&database, AGENTS, false).await;
     let reply = ask(
         &setup,
         mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
@@ -825,10 +837,9 @@ async fn feedback_is_stored_once_per_user() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn metadata_only_stores_no_text() {
+async fn metadata_only_stores_no_text(database: TestDatabase) {
     let agents = format!("retention:\n  metadata_only: true\n{AGENTS}");
-    let setup = setup(&agents, false).await;
+    let setup = setup(&database, &agents, false).await;
     ask(
         &setup,
         mention("who owns payments?", "U0ALICE001", "C0CHAN0001"),
@@ -851,13 +862,11 @@ async fn metadata_only_stores_no_text() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn retention_task_in_serve_deletes_old_invocations() {
+async fn retention_task_in_serve_deletes_old_invocations(database: TestDatabase) {
     use agentdesk::clock::{Clock, ManualClock, SystemClock};
     use agentdesk::store::invocations::{NewInvocation, Outcome, Source, StoragePolicy};
 
     let directory = TempDir::new().expect("temp dir");
-    let database = sqlite_url(&directory);
     let agents_path = directory.path().join("agentdesk.yaml");
     std::fs::write(&agents_path, format!("retention:\n  days: 7\n{AGENTS}")).expect("written");
     let agents_path = agents_path.display().to_string();
@@ -866,9 +875,7 @@ async fn retention_task_in_serve_deletes_old_invocations() {
     let shared: agentdesk::clock::SharedClock = clock.clone();
 
     // Two invocations before the bot starts: one 10 days old, one 1 day old.
-    let store = agentdesk::store::Store::connect(&database)
-        .await
-        .expect("store");
+    let store = database.store().await;
     for (id, age_days) in [("old-invocation", 10), ("new-invocation", 1)] {
         clock.set(now - age_days * 24 * 60 * 60 * 1000);
         let new = NewInvocation {
@@ -905,7 +912,7 @@ async fn retention_task_in_serve_deletes_old_invocations() {
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
     let bot = crate::helpers::bot::start_bot_with_clock(
         slack,
-        &database,
+        database.url(),
         &[
             ("AGENTDESK_CONFIG", agents_path.as_str()),
             ("AGENTDESK_RETENTION_INTERVAL_SECS", "1"),
@@ -934,8 +941,7 @@ async fn retention_task_in_serve_deletes_old_invocations() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn agent_backend_and_model_override_the_environment() {
+async fn agent_backend_and_model_override_the_environment(database: TestDatabase) {
     let model = OpenAiStandin::start().await.expect("model stand-in starts");
     model.push(Reply::Text("From the configured model.".into()));
     let agents = AGENTS.replace(
@@ -951,7 +957,7 @@ async fn agent_backend_and_model_override_the_environment() {
     // The environment selects the offline backend; only triage uses OpenAI.
     let bot = start_bot(
         slack,
-        &sqlite_url(&directory),
+        database.url(),
         &[
             ("AGENTDESK_CONFIG", agents_path.as_str()),
             ("AGENTDESK_BACKEND", "offline"),

@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 
 use agentdesk_standins::slack::{Fault, SlackStandin, with_fresh_ids};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::helpers::bot::{RunningBot, WAIT, sqlite_url, start_bot};
-use crate::helpers::slack_fixture;
+use crate::helpers::bot::{RunningBot, WAIT, start_bot};
+use crate::helpers::{TestDatabase, on_both_databases, slack_fixture};
 
 /// Fast socket timings, so each fault plays out in about a second.
 const FAST: [(&str, &str); 4] = [
@@ -18,13 +17,11 @@ const FAST: [(&str, &str); 4] = [
     ("AGENTDESK_SOCKET_SILENCE_SECS", "0.8"),
 ];
 
-async fn bot_with(extra: &[(&str, &str)]) -> (RunningBot, TempDir) {
-    let directory = TempDir::new().expect("temp dir");
+async fn bot_with(database: &TestDatabase, extra: &[(&str, &str)]) -> RunningBot {
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
     let mut settings: Vec<(&str, &str)> = FAST.to_vec();
     settings.extend_from_slice(extra);
-    let bot = start_bot(slack, &sqlite_url(&directory), &settings).await;
-    (bot, directory)
+    start_bot(slack, database.url(), &settings).await
 }
 
 fn question(text: &str) -> Value {
@@ -92,9 +89,8 @@ async fn get(bot: &RunningBot, path: &str) -> (u16, String) {
     (status, response.text().await.expect("a text body"))
 }
 
-#[tokio::test]
-async fn operations_endpoints_report_health_and_metrics() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn operations_endpoints_report_health_and_metrics(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
 
     assert_eq!(get(&bot, "/healthz").await, (200, "ok\n".to_string()));
     let (status, body) = get(&bot, "/readyz").await;
@@ -126,15 +122,13 @@ async fn operations_endpoints_report_health_and_metrics() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn taken_operations_port_stops_startup() {
+async fn taken_operations_port_stops_startup(database: TestDatabase) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("address").to_string();
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
-    let directory = TempDir::new().expect("temp dir");
     let settings = crate::helpers::bot::bot_settings(
         &slack,
-        &sqlite_url(&directory),
+        database.url(),
         &[("AGENTDESK_HTTP_ADDR", address.as_str())],
     );
     let app = agentdesk::app::App::start(settings, agentdesk::clock::system_clock())
@@ -149,9 +143,8 @@ async fn taken_operations_port_stops_startup() {
     assert_eq!(slack.open_sockets(), 0, "no socket is opened");
 }
 
-#[tokio::test]
-async fn rate_limited_calls_are_retried_after_retry_after() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn rate_limited_calls_are_retried_after_retry_after(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
     bot.slack.fail_next(
         "chat.postMessage",
         Fault::RateLimited {
@@ -180,9 +173,8 @@ async fn rate_limited_calls_are_retried_after_retry_after() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn disconnect_warning_replaces_socket_and_loses_nothing() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn disconnect_warning_replaces_socket_and_loses_nothing(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
     let old = bot.slack.open_socket_ids()[0];
     bot.slack
         .send_frame_to(old, slack_fixture("disconnect_warning.json"))
@@ -203,9 +195,8 @@ async fn disconnect_warning_replaces_socket_and_loses_nothing() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn refresh_requested_reconnects_with_nothing_lost() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn refresh_requested_reconnects_with_nothing_lost(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
     let old = bot.slack.open_socket_ids()[0];
     bot.slack
         .send_frame_to(old, slack_fixture("disconnect_refresh_requested.json"))
@@ -217,9 +208,8 @@ async fn refresh_requested_reconnects_with_nothing_lost() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn link_disabled_stops_reconnecting() {
-    let (bot, _directory) = bot_with(&[("AGENTDESK_SOCKET_CONNECTIONS", "2")]).await;
+async fn link_disabled_stops_reconnecting(database: TestDatabase) {
+    let bot = bot_with(&database, &[("AGENTDESK_SOCKET_CONNECTIONS", "2")]).await;
     bot.slack
         .wait_for_sockets(2, WAIT)
         .await
@@ -242,9 +232,8 @@ async fn link_disabled_stops_reconnecting() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn too_many_websockets_backs_off() {
-    let (bot, _directory) = bot_with(&[("AGENTDESK_SOCKET_TOO_MANY_SECS", "1.5")]).await;
+async fn too_many_websockets_backs_off(database: TestDatabase) {
+    let bot = bot_with(&database, &[("AGENTDESK_SOCKET_TOO_MANY_SECS", "1.5")]).await;
     let socket = bot.slack.open_socket_ids()[0];
     let opens = connection_opens(&bot.slack);
     bot.slack
@@ -266,9 +255,8 @@ async fn too_many_websockets_backs_off() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn silent_socket_is_replaced() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn silent_socket_is_replaced(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
     let silent = bot.slack.open_socket_ids()[0];
     assert!(bot.slack.silence_socket(silent));
     let started = Instant::now();
@@ -282,9 +270,8 @@ async fn silent_socket_is_replaced() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn failed_connection_opens_back_off_with_jitter() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn failed_connection_opens_back_off_with_jitter(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
     let socket = bot.slack.open_socket_ids()[0];
     for _ in 0..4 {
         bot.slack
@@ -326,9 +313,8 @@ async fn failed_connection_opens_back_off_with_jitter() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn socket_count_is_configurable() {
-    let (bot, _directory) = bot_with(&[
+async fn socket_count_is_configurable(database: TestDatabase) {
+    let bot = bot_with(&database, &[
         ("AGENTDESK_SOCKET_CONNECTIONS", "3"),
         ("AGENTDESK_SOCKET_STAGGER_SECS", "0.1"),
     ])
@@ -347,9 +333,8 @@ async fn socket_count_is_configurable() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_frames_are_acked_and_dropped() {
-    let (bot, _directory) = bot_with(&[]).await;
+async fn malformed_frames_are_acked_and_dropped(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
     let socket = bot.slack.open_socket_ids()[0];
     bot.slack
         .send_frame_to(socket, json!("not an object"))
@@ -373,6 +358,21 @@ async fn malformed_frames_are_acked_and_dropped() {
     assert_eq!(bot.slack.open_socket_ids(), vec![socket]);
     bot.stop().await;
 }
+
+on_both_databases!(
+    operations_endpoints_report_health_and_metrics,
+    taken_operations_port_stops_startup,
+    rate_limited_calls_are_retried_after_retry_after,
+    disconnect_warning_replaces_socket_and_loses_nothing,
+    refresh_requested_reconnects_with_nothing_lost,
+    link_disabled_stops_reconnecting,
+    too_many_websockets_backs_off,
+    silent_socket_is_replaced,
+    failed_connection_opens_back_off_with_jitter,
+    socket_count_is_configurable,
+    malformed_frames_are_acked_and_dropped,
+);
+
 
 mod frames {
     use agentdesk::slack::socket::{ParsedFrame, parse_frame};

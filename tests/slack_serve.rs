@@ -8,21 +8,36 @@ use agentdesk_standins::Reply;
 use agentdesk_standins::openai::OpenAiStandin;
 use agentdesk_standins::slack::{SlackStandin, as_redelivery, with_fresh_ids};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::helpers::bot::{RunningBot, WAIT, block_text, sqlite_url, start_bot};
-use crate::helpers::slack_fixture;
+use crate::helpers::bot::{RunningBot, WAIT, block_text, start_bot};
+use crate::helpers::{TestDatabase, on_both_databases_with_demo, slack_fixture};
 
-async fn offline_bot() -> (RunningBot, TempDir) {
-    let directory = TempDir::new().expect("temp dir");
+on_both_databases_with_demo!(
+    mention_gets_one_reply_in_its_thread,
+    direct_message_gets_a_reply,
+    retried_event_gets_no_second_reply,
+    message_and_mention_twins_get_one_reply,
+    bots_edits_and_deletions_get_no_reply,
+    ignored_edit_does_not_hide_the_original_question,
+    mention_with_empty_edited_object_is_answered,
+    first_seen_redelivery_is_answered,
+    same_question_after_restart_gets_no_second_reply,
+    mention_in_a_thread_gives_the_model_earlier_turns,
+    envelope_is_acked_while_a_slow_answer_runs,
+    long_answer_is_split_under_the_limit,
+    broadcast_in_model_output_is_neutralised,
+    rate_limited_post_is_retried,
+    shutdown_interrupts_an_answer_past_the_grace_period,
+);
+
+/// Starts a bot with the offline backend on `database`.
+async fn offline_bot(database: &TestDatabase) -> RunningBot {
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
-    let bot = start_bot(slack, &sqlite_url(&directory), &[]).await;
-    (bot, directory)
+    start_bot(slack, database.url(), &[]).await
 }
 
-#[tokio::test]
-async fn mention_gets_one_reply_in_its_thread() {
-    let (bot, _directory) = offline_bot().await;
+async fn mention_gets_one_reply_in_its_thread(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     bot.send(slack_fixture("app_mention_envelope.json")).await;
 
     let posts = bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
@@ -53,9 +68,8 @@ async fn mention_gets_one_reply_in_its_thread() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn direct_message_gets_a_reply() {
-    let (bot, _directory) = offline_bot().await;
+async fn direct_message_gets_a_reply(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     bot.send(slack_fixture("message_im_envelope.json")).await;
 
     let posts = bot.slack.wait_for_posts(1, WAIT).await.expect("a reply");
@@ -64,9 +78,8 @@ async fn direct_message_gets_a_reply() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn retried_event_gets_no_second_reply() {
-    let (bot, _directory) = offline_bot().await;
+async fn retried_event_gets_no_second_reply(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     let mention = slack_fixture("app_mention_envelope.json");
     bot.send(mention.clone()).await;
     bot.slack
@@ -81,9 +94,8 @@ async fn retried_event_gets_no_second_reply() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn message_and_mention_twins_get_one_reply() {
-    let (bot, _directory) = offline_bot().await;
+async fn message_and_mention_twins_get_one_reply(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     bot.send(slack_fixture("message_channel_with_mention_envelope.json"))
         .await;
     bot.send(slack_fixture("app_mention_envelope.json")).await;
@@ -96,9 +108,8 @@ async fn message_and_mention_twins_get_one_reply() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn bots_edits_and_deletions_get_no_reply() {
-    let (bot, _directory) = offline_bot().await;
+async fn bots_edits_and_deletions_get_no_reply(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     for fixture in [
         "message_from_own_bot_envelope.json",
         "message_bot_message_subtype_envelope.json",
@@ -116,9 +127,8 @@ async fn bots_edits_and_deletions_get_no_reply() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn ignored_edit_does_not_hide_the_original_question() {
-    let (bot, _directory) = offline_bot().await;
+async fn ignored_edit_does_not_hide_the_original_question(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     // The edit arrives first (same channel and ts); the original must still
     // be answered.
     bot.send(slack_fixture("app_mention_edited_envelope.json"))
@@ -133,9 +143,8 @@ async fn ignored_edit_does_not_hide_the_original_question() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn mention_with_empty_edited_object_is_answered() {
-    let (bot, _directory) = offline_bot().await;
+async fn mention_with_empty_edited_object_is_answered(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     let mut envelope = slack_fixture("app_mention_envelope.json");
     envelope["payload"]["event"]["edited"] = json!({});
     bot.send(envelope).await;
@@ -144,9 +153,8 @@ async fn mention_with_empty_edited_object_is_answered() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn first_seen_redelivery_is_answered() {
-    let (bot, _directory) = offline_bot().await;
+async fn first_seen_redelivery_is_answered(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     // The first delivery was lost; the bot only ever sees retry number 1.
     bot.send(slack_fixture("app_mention_retry_envelope.json"))
         .await;
@@ -154,13 +162,9 @@ async fn first_seen_redelivery_is_answered() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn same_question_after_restart_gets_no_second_reply() {
-    let directory = TempDir::new().expect("temp dir");
-    let database = sqlite_url(&directory);
-
+async fn same_question_after_restart_gets_no_second_reply(database: TestDatabase) {
     let first_slack = SlackStandin::start().await.expect("stand-in Slack starts");
-    let bot = start_bot(first_slack, &database, &[]).await;
+    let bot = start_bot(first_slack, database.url(), &[]).await;
     bot.send(slack_fixture("app_mention_envelope.json")).await;
     bot.slack
         .wait_for_posts(1, WAIT)
@@ -171,7 +175,7 @@ async fn same_question_after_restart_gets_no_second_reply() {
     let second_slack = SlackStandin::start()
         .await
         .expect("stand-in Slack starts again");
-    let bot = start_bot(second_slack, &database, &[]).await;
+    let bot = start_bot(second_slack, database.url(), &[]).await;
     let mut again = slack_fixture("app_mention_envelope.json");
     again["envelope_id"] = json!("0f0f0f0f-1111-4222-8333-444455556666");
     again["payload"]["event_id"] = json!("Ev0MENTIONNEW");
@@ -185,8 +189,7 @@ async fn same_question_after_restart_gets_no_second_reply() {
 }
 
 /// A bot whose model is the OpenAI stand-in.
-async fn model_bot(extra: &[(&str, &str)]) -> (RunningBot, OpenAiStandin, TempDir) {
-    let directory = TempDir::new().expect("temp dir");
+async fn model_bot(database: &TestDatabase, extra: &[(&str, &str)]) -> (RunningBot, OpenAiStandin) {
     let model = OpenAiStandin::start().await.expect("model stand-in starts");
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
     let base_url = model.base_url();
@@ -196,8 +199,8 @@ async fn model_bot(extra: &[(&str, &str)]) -> (RunningBot, OpenAiStandin, TempDi
         ("OPENAI_MODEL", "standin-model"),
     ];
     settings.extend_from_slice(extra);
-    let bot = start_bot(slack, &sqlite_url(&directory), &settings).await;
-    (bot, model, directory)
+    let bot = start_bot(slack, database.url(), &settings).await;
+    (bot, model)
 }
 
 fn last_user_text(request: &Value) -> String {
@@ -214,9 +217,8 @@ fn last_user_text(request: &Value) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn mention_in_a_thread_gives_the_model_earlier_turns() {
-    let (bot, model, _directory) = model_bot(&[]).await;
+async fn mention_in_a_thread_gives_the_model_earlier_turns(database: TestDatabase) {
+    let (bot, model) = model_bot(&database, &[]).await;
     model.push(Reply::Text(
         "The payments service is owned by Billing.".into(),
     ));
@@ -263,9 +265,8 @@ async fn mention_in_a_thread_gives_the_model_earlier_turns() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn envelope_is_acked_while_a_slow_answer_runs() {
-    let (bot, model, _directory) = model_bot(&[]).await;
+async fn envelope_is_acked_while_a_slow_answer_runs(database: TestDatabase) {
+    let (bot, model) = model_bot(&database, &[]).await;
     model.push(Reply::Delayed(
         Duration::from_secs(3),
         Box::new(Reply::Text("slow".into())),
@@ -309,9 +310,8 @@ async fn envelope_is_acked_while_a_slow_answer_runs() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn long_answer_is_split_under_the_limit() {
-    let (bot, model, _directory) = model_bot(&[]).await;
+async fn long_answer_is_split_under_the_limit(database: TestDatabase) {
+    let (bot, model) = model_bot(&database, &[]).await;
     let paragraph = "The checkout service talks to payments, pricing and inventory. ".repeat(20);
     let long_answer = vec![paragraph; 10].join("\n\n");
     model.push(Reply::Text(long_answer.clone()));
@@ -336,9 +336,8 @@ async fn long_answer_is_split_under_the_limit() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn broadcast_in_model_output_is_neutralised() {
-    let (bot, model, _directory) = model_bot(&[]).await;
+async fn broadcast_in_model_output_is_neutralised(database: TestDatabase) {
+    let (bot, model) = model_bot(&database, &[]).await;
     model.push(Reply::Text(
         "<!channel> the **payments** service is down".into(),
     ));
@@ -353,9 +352,8 @@ async fn broadcast_in_model_output_is_neutralised() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn rate_limited_post_is_retried() {
-    let (bot, _directory) = offline_bot().await;
+async fn rate_limited_post_is_retried(database: TestDatabase) {
+    let bot = offline_bot(&database).await;
     bot.slack.fail_next(
         "chat.postMessage",
         agentdesk_standins::slack::Fault::RateLimited {
@@ -379,12 +377,14 @@ async fn rate_limited_post_is_retried() {
     bot.stop().await;
 }
 
-#[tokio::test]
-async fn shutdown_interrupts_an_answer_past_the_grace_period() {
-    let (bot, model, directory) = model_bot(&[
-        ("AGENTDESK_SHUTDOWN_GRACE_SECS", "1"),
-        ("AGENTDESK_LLM_TIMEOUT_SECS", "30"),
-    ])
+async fn shutdown_interrupts_an_answer_past_the_grace_period(database: TestDatabase) {
+    let (bot, model) = model_bot(
+        &database,
+        &[
+            ("AGENTDESK_SHUTDOWN_GRACE_SECS", "1"),
+            ("AGENTDESK_LLM_TIMEOUT_SECS", "30"),
+        ],
+    )
     .await;
     model.push(Reply::Delayed(
         Duration::from_secs(8),
@@ -414,9 +414,7 @@ async fn shutdown_interrupts_an_answer_past_the_grace_period() {
     assert!(notice.contains("restarted"), "unexpected notice: {notice}");
     assert_eq!(posts[0].thread_ts.as_deref(), Some("1717172000.123456"));
 
-    let store = agentdesk::store::Store::connect(&sqlite_url(&directory))
-        .await
-        .expect("reopen");
+    let store = database.store().await;
     let recorded = invocations::recent(&store, 5).await.expect("invocations");
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].status, Status::Interrupted);

@@ -7,24 +7,38 @@ use agentdesk::llm::ToolCall;
 use agentdesk::tools::{ToolContext, ToolOutcome, ToolRegistry};
 use serde_json::Value;
 
-use crate::helpers::TestDatabase;
+use crate::helpers::{TestDatabase, on_both_databases_with_demo};
 
-/// Runs one tool call against the demo catalog in a fresh SQLite database.
-async fn execute(name: &str, arguments: &str) -> ToolOutcome {
-    let database = TestDatabase::sqlite_with_demo();
+on_both_databases_with_demo!(
+    unknown_tool_is_error_result,
+    invalid_json_arguments_are_error_result,
+    array_arguments_are_error_result,
+    missing_required_field_is_error_result,
+    unknown_field_is_error_result,
+    unknown_blueprint_is_error_result,
+    unknown_entity_suggests_matches,
+    empty_search_asks_for_criteria,
+);
+
+/// Returns a tool context over the demo catalog in `database`.
+async fn demo_context(database: &TestDatabase) -> ToolContext {
     let store = database.store().await;
     assert!(demo::is_loaded(&store).await.unwrap());
-    let context = ToolContext {
+    ToolContext {
         catalog: Catalog::new(store),
         scope: Scope::All,
         session: None,
-    };
+    }
+}
+
+/// Runs one tool call the way the agent loop does.
+async fn execute(context: &ToolContext, name: &str, arguments: &str) -> ToolOutcome {
     let call = ToolCall {
         id: "call-1".to_string(),
         name: name.to_string(),
         arguments: arguments.to_string(),
     };
-    ToolRegistry::catalog_tools().execute(&context, &call).await
+    ToolRegistry::catalog_tools().execute(context, &call).await
 }
 
 /// Checks that an outcome is an error result whose message contains each
@@ -54,9 +68,9 @@ fn assert_error(outcome: &ToolOutcome, expected: &[&str]) -> String {
     message
 }
 
-#[tokio::test]
-async fn unknown_tool_is_error_result() {
-    let outcome = execute("delete_everything", "{}").await;
+async fn unknown_tool_is_error_result(database: TestDatabase) {
+    let context = demo_context(&database).await;
+    let outcome = execute(&context, "delete_everything", "{}").await;
 
     assert_error(
         &outcome,
@@ -71,9 +85,9 @@ async fn unknown_tool_is_error_result() {
     );
 }
 
-#[tokio::test]
-async fn invalid_json_arguments_are_error_result() {
-    let outcome = execute("search_entities", r#"{"query": "payments"#).await;
+async fn invalid_json_arguments_are_error_result(database: TestDatabase) {
+    let context = demo_context(&database).await;
+    let outcome = execute(&context, "search_entities", r#"{"query": "payments"#).await;
 
     assert_error(
         &outcome,
@@ -84,9 +98,9 @@ async fn invalid_json_arguments_are_error_result() {
     );
 }
 
-#[tokio::test]
-async fn array_arguments_are_error_result() {
-    let outcome = execute("get_entity", r#"["payments"]"#).await;
+async fn array_arguments_are_error_result(database: TestDatabase) {
+    let context = demo_context(&database).await;
+    let outcome = execute(&context, "get_entity", r#"["payments"]"#).await;
 
     assert_error(
         &outcome,
@@ -97,9 +111,9 @@ async fn array_arguments_are_error_result() {
     );
 }
 
-#[tokio::test]
-async fn missing_required_field_is_error_result() {
-    let outcome = execute("get_entity", r#"{"blueprint": "service"}"#).await;
+async fn missing_required_field_is_error_result(database: TestDatabase) {
+    let context = demo_context(&database).await;
+    let outcome = execute(&context, "get_entity", r#"{"blueprint": "service"}"#).await;
 
     assert_error(
         &outcome,
@@ -111,9 +125,10 @@ async fn missing_required_field_is_error_result() {
     );
 }
 
-#[tokio::test]
-async fn unknown_field_is_error_result() {
+async fn unknown_field_is_error_result(database: TestDatabase) {
+    let context = demo_context(&database).await;
     let outcome = execute(
+        &context,
         "count_entities",
         r#"{"blueprint": "service", "where": "x"}"#,
     )
@@ -125,8 +140,8 @@ async fn unknown_field_is_error_result() {
     );
 }
 
-#[tokio::test]
-async fn unknown_blueprint_is_error_result() {
+async fn unknown_blueprint_is_error_result(database: TestDatabase) {
+    let context = demo_context(&database).await;
     for (tool, arguments) in [
         ("search_entities", r#"{"blueprint": "spaceship"}"#),
         ("count_entities", r#"{"blueprint": "spaceship"}"#),
@@ -135,7 +150,7 @@ async fn unknown_blueprint_is_error_result() {
             r#"{"entity": "payments", "blueprint": "spaceship"}"#,
         ),
     ] {
-        let outcome = execute(tool, arguments).await;
+        let outcome = execute(&context, tool, arguments).await;
         let message = assert_error(
             &outcome,
             &[
@@ -149,9 +164,9 @@ async fn unknown_blueprint_is_error_result() {
     }
 }
 
-#[tokio::test]
-async fn unknown_entity_suggests_matches() {
-    let outcome = execute("get_entity", r#"{"entity": "paymnts"}"#).await;
+async fn unknown_entity_suggests_matches(database: TestDatabase) {
+    let context = demo_context(&database).await;
+    let outcome = execute(&context, "get_entity", r#"{"entity": "paymnts"}"#).await;
 
     assert_error(
         &outcome,
@@ -159,9 +174,9 @@ async fn unknown_entity_suggests_matches() {
     );
 }
 
-#[tokio::test]
-async fn empty_search_asks_for_criteria() {
-    let outcome = execute("search_entities", "{}").await;
+async fn empty_search_asks_for_criteria(database: TestDatabase) {
+    let context = demo_context(&database).await;
+    let outcome = execute(&context, "search_entities", "{}").await;
 
     assert_error(
         &outcome,

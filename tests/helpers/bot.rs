@@ -9,7 +9,6 @@ use agentdesk::config::Settings;
 use agentdesk::slack::serve;
 use agentdesk_standins::slack::{PostedMessage, SlackStandin, with_fresh_ids};
 use serde_json::Value;
-use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -125,14 +124,6 @@ pub async fn start_bot_with_clock(
         stop: Some(stop),
         task: Some(task),
     }
-}
-
-/// A SQLite database URL in a temporary folder.
-pub fn sqlite_url(directory: &TempDir) -> String {
-    format!(
-        "sqlite://{}",
-        directory.path().join("agentdesk.db").display()
-    )
 }
 
 /// The mrkdwn texts of every block of a posted message, joined.

@@ -7,6 +7,7 @@ pub mod proxy;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use agentdesk::store::Store;
 use serde_json::Value;
 use slack_morphism::prelude::{SlackClient, SlackClientHyperConnector, SlackHyperClient};
 use sqlx::Connection;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tempfile::TempDir;
 
 /// Loads `tests/fixtures/slack/<name>` as JSON.
@@ -140,52 +141,32 @@ impl TestDatabase {
         database
     }
 
-    /// Creates a fresh PostgreSQL database `agentdesk_test_<uuid>`.
+    /// Creates a fresh, empty PostgreSQL database `agentdesk_test_<uuid>`.
     ///
     /// Panics when the server cannot be reached, unless
     /// `AGENTDESK_TEST_SKIP_POSTGRES=1`; then it prints why and returns
     /// `None`, and the caller skips the test.
     pub async fn postgres() -> Option<Self> {
-        let admin_url = std::env::var("AGENTDESK_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|url| !url.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
+        let admin_url = postgres_admin_url();
+        let admin = connect_admin(&admin_url).await?;
+        Some(create_postgres_database(admin, admin_url, None).await)
+    }
 
-        let mut admin = match connect_postgres(&admin_url).await {
-            Ok(connection) => connection,
-            Err(error) if skip_postgres() => {
-                eprintln!(
-                    "skipping a PostgreSQL test: cannot connect to {admin_url} ({error}) and \
-                     AGENTDESK_TEST_SKIP_POSTGRES=1"
-                );
-                return None;
-            }
-            Err(error) => panic!(
-                "cannot connect to PostgreSQL at {admin_url}: {error}. Start PostgreSQL on \
-                 127.0.0.1:5432 (user postgres, trust authentication), point \
-                 AGENTDESK_TEST_POSTGRES_URL at a server where the user may create databases, \
-                 or set AGENTDESK_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
-            ),
-        };
-
-        let name = format!("agentdesk_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|error| {
-                panic!("cannot create database {name} on {admin_url}: {error}")
-            });
-        let _ = admin.close().await;
-
-        let mut url = reqwest::Url::parse(&admin_url)
-            .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"));
-        url.set_path(&format!("/{name}"));
-        Some(Self {
-            url: url.to_string(),
-            kind: DatabaseKind::Postgres,
-            _folder: None,
-            postgres: Some(PostgresDatabase { admin_url, name }),
-        })
+    /// Creates a fresh PostgreSQL database that already contains the demo
+    /// catalog, the PostgreSQL twin of [`TestDatabase::sqlite_with_demo`].
+    ///
+    /// Loading the demo into PostgreSQL takes about a second in a debug
+    /// build, so it is loaded once per test run into a template database,
+    /// and each database starts as a copy made by
+    /// `CREATE DATABASE ... TEMPLATE`.
+    /// Returns `None` in the same case as [`TestDatabase::postgres`].
+    pub async fn postgres_with_demo() -> Option<Self> {
+        let admin_url = postgres_admin_url();
+        let admin = connect_admin(&admin_url).await?;
+        let template = POSTGRES_DEMO_TEMPLATE
+            .get_or_init(|| build_postgres_demo_template(&admin_url))
+            .await;
+        Some(create_postgres_database(admin, admin_url, Some(template)).await)
     }
 
     /// The `DATABASE_URL` of this database.
@@ -260,6 +241,166 @@ async fn build_demo_template() -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
 }
 
+/// The template database containing the demo catalog, built by the first
+/// test that requests it.
+static POSTGRES_DEMO_TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// Name prefix of demo template databases; a UUID follows it.
+const DEMO_TEMPLATE_PREFIX: &str = "agentdesk_demo_";
+
+fn postgres_admin_url() -> String {
+    std::env::var("AGENTDESK_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string())
+}
+
+/// Connects to the admin database, or returns `None` when the server is
+/// down and `AGENTDESK_TEST_SKIP_POSTGRES=1`.
+async fn connect_admin(admin_url: &str) -> Option<PgConnection> {
+    match connect_postgres(admin_url).await {
+        Ok(connection) => Some(connection),
+        Err(error) if skip_postgres() => {
+            eprintln!(
+                "skipping a PostgreSQL test: cannot connect to {admin_url} ({error}) and \
+                 AGENTDESK_TEST_SKIP_POSTGRES=1"
+            );
+            None
+        }
+        Err(error) => panic!(
+            "cannot connect to PostgreSQL at {admin_url}: {error}. Start PostgreSQL on \
+             127.0.0.1:5432 (user postgres, trust authentication), point \
+             AGENTDESK_TEST_POSTGRES_URL at a server where the user may create databases, \
+             or set AGENTDESK_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
+        ),
+    }
+}
+
+/// Creates `agentdesk_test_<uuid>`, empty or as a copy of `template`.
+async fn create_postgres_database(
+    mut admin: PgConnection,
+    admin_url: String,
+    template: Option<&str>,
+) -> TestDatabase {
+    let name = format!("agentdesk_test_{}", uuid::Uuid::new_v4().simple());
+    let statement = match template {
+        Some(template) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""),
+        None => format!("CREATE DATABASE \"{name}\""),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create database {name} on {admin_url}: {error}"));
+    let _ = admin.close().await;
+
+    TestDatabase {
+        url: postgres_database_url(&admin_url, &name),
+        kind: DatabaseKind::Postgres,
+        _folder: None,
+        postgres: Some(PostgresDatabase { admin_url, name }),
+    }
+}
+
+/// Returns `admin_url` with its database replaced by `name`.
+fn postgres_database_url(admin_url: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(admin_url)
+        .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"));
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Creates a database containing the demo catalog and returns its name.
+///
+/// No code runs when the test binary exits, so the template outlives the
+/// test run. A connection named after the template stays open until the
+/// process ends, and the next run drops every template whose connection
+/// is gone.
+async fn build_postgres_demo_template(admin_url: &str) -> String {
+    let name = format!("{DEMO_TEMPLATE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    claim_until_exit(admin_url, &name).await;
+
+    let mut admin = connect_postgres(admin_url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL at {admin_url}: {error}"));
+    drop_orphaned_demo_templates(&mut admin).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create database {name} on {admin_url}: {error}"));
+    let _ = admin.close().await;
+
+    let url = postgres_database_url(admin_url, &name);
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to {url}: {error:#}"));
+    let clock: SharedClock = manual_clock();
+    agentdesk::catalog::demo::load(&store, &clock)
+        .await
+        .expect("the demo catalog loads");
+    // A copy fails while anyone is connected to its template.
+    store.close().await;
+    name
+}
+
+/// Opens a connection to the admin database with `application_name` set
+/// to `template`, and keeps it open on a thread of its own until the
+/// process exits, however it exits.
+async fn claim_until_exit(admin_url: &str, template: &str) {
+    let options = PgConnectOptions::from_str(admin_url)
+        .unwrap_or_else(|error| panic!("invalid PostgreSQL URL {admin_url}: {error}"))
+        .application_name(template);
+    let (connected, is_connected) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a runtime for the template claim");
+        runtime.block_on(async move {
+            match PgConnection::connect_with(&options).await {
+                Ok(_claim) => {
+                    let _ = connected.send(Ok(()));
+                    std::future::pending::<()>().await;
+                }
+                Err(error) => {
+                    let _ = connected.send(Err(error.to_string()));
+                }
+            }
+        });
+    });
+    match is_connected.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => panic!("cannot connect to PostgreSQL at {admin_url}: {error}"),
+        Err(_) => panic!("the thread claiming the demo template {template} ended early"),
+    }
+}
+
+/// Drops demo templates whose test run has ended, best effort.
+async fn drop_orphaned_demo_templates(admin: &mut PgConnection) {
+    let orphans: Vec<String> = match sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND NOT EXISTS \
+         (SELECT 1 FROM pg_stat_activity WHERE application_name = datname)",
+    )
+    .bind(format!("{}%", DEMO_TEMPLATE_PREFIX.replace('_', "\\_")))
+    .fetch_all(&mut *admin)
+    .await
+    {
+        Ok(orphans) => orphans,
+        Err(error) => {
+            eprintln!("could not list old demo templates: {error}");
+            return;
+        }
+    };
+    for name in orphans {
+        let statement = format!("DROP DATABASE IF EXISTS \"{name}\"");
+        if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *admin)
+            .await
+        {
+            eprintln!("could not drop the old demo template {name}: {error}");
+        }
+    }
+}
+
 fn skip_postgres() -> bool {
     std::env::var("AGENTDESK_TEST_SKIP_POSTGRES").is_ok_and(|value| value.trim() == "1")
 }
@@ -305,6 +446,28 @@ macro_rules! on_both_databases {
     )+};
 }
 pub(crate) use on_both_databases;
+
+/// Like [`on_both_databases!`], but each database starts with the demo
+/// catalog, from [`TestDatabase::sqlite_with_demo`] and
+/// [`TestDatabase::postgres_with_demo`].
+macro_rules! on_both_databases_with_demo {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test($crate::helpers::TestDatabase::sqlite_with_demo()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(database) = $crate::helpers::TestDatabase::postgres_with_demo().await {
+                    super::$test(database).await;
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use on_both_databases_with_demo;
 
 /// Returns the path of the `agentdesk` binary Cargo built for these tests.
 pub fn agentdesk_binary() -> PathBuf {
