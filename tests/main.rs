@@ -13,6 +13,7 @@ mod database_faults;
 mod limits;
 mod llm_clients;
 mod llm_faults;
+mod properties;
 mod questions;
 mod redaction;
 mod regressions;

@@ -16,6 +16,7 @@
 
 mod backstage;
 mod port;
+mod storable;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -135,9 +136,10 @@ fn read_source(path: &Path) -> Result<(String, Parsed, usize), Vec<String>> {
             path.display()
         )]
     })?;
-    // Location targets must stay inside the folder being imported (or the
-    // folder of the file being imported), so importing someone else's
-    // repository cannot read files elsewhere on the machine.
+    // Files read, whether Location targets or found by walking a folder,
+    // must stay inside the folder being imported (or the folder of the file
+    // being imported), so importing someone else's repository cannot read
+    // files elsewhere on the machine.
     let boundary = if root.is_dir() {
         root.clone()
     } else {
@@ -148,7 +150,7 @@ fn read_source(path: &Path) -> Result<(String, Parsed, usize), Vec<String>> {
 
     let mut queue: Vec<(PathBuf, Strictness)> = if root.is_dir() {
         let mut visited = HashSet::new();
-        catalog_files_in(&root, &mut visited)
+        catalog_files_in(&root, &root, &mut visited)
             .map_err(|error| vec![format!("{}: {error:#}", root.display())])?
             .into_iter()
             .map(|file| (file, Strictness::Discovered))
@@ -163,9 +165,21 @@ fn read_source(path: &Path) -> Result<(String, Parsed, usize), Vec<String>> {
     let mut seen = HashSet::new();
     let mut read = 0;
 
-    while let Some((file, strictness)) = queue.pop() {
-        let file = file.canonicalize().unwrap_or(file);
+    while let Some((found, strictness)) = queue.pop() {
+        let file = found.canonicalize().unwrap_or_else(|_| found.clone());
         if !seen.insert(file.clone()) {
+            continue;
+        }
+        // A symbolic link found while walking the folder may lead outside
+        // it, where Location targets may not go either.
+        if !file.starts_with(&boundary) {
+            parsed.warnings.push(format!(
+                "{}: skipped: it leads to {}, outside {}; only files inside the imported folder \
+                 are read",
+                found.display(),
+                file.display(),
+                boundary.display()
+            ));
             continue;
         }
         match read_file(&file, strictness, &boundary, &mut parsed) {
@@ -210,8 +224,14 @@ pub(super) enum Strictness {
 const SKIPPED_FOLDERS: &[&str] = &["node_modules", "target", "vendor"];
 
 /// Lists catalog files under a folder, sorted, skipping hidden entries and
-/// any folder already walked (symbolic links can form loops).
-fn catalog_files_in(folder: &Path, visited: &mut HashSet<PathBuf>) -> Result<Vec<PathBuf>> {
+/// any folder already walked (symbolic links can form loops). A folder that
+/// a symbolic link puts outside `boundary` is listed as an entry but not
+/// walked, so the reader reports it as outside.
+fn catalog_files_in(
+    folder: &Path,
+    boundary: &Path,
+    visited: &mut HashSet<PathBuf>,
+) -> Result<Vec<PathBuf>> {
     let canonical = folder
         .canonicalize()
         .with_context(|| format!("cannot read folder {}", folder.display()))?;
@@ -232,8 +252,16 @@ fn catalog_files_in(folder: &Path, visited: &mut HashSet<PathBuf>) -> Result<Vec
             continue;
         }
         if path.is_dir() {
-            if !SKIPPED_FOLDERS.contains(&name.as_str()) {
-                files.extend(catalog_files_in(&path, visited)?);
+            if SKIPPED_FOLDERS.contains(&name.as_str()) {
+                continue;
+            }
+            let is_inside = path
+                .canonicalize()
+                .is_ok_and(|canonical| canonical.starts_with(boundary));
+            if is_inside {
+                files.extend(catalog_files_in(&path, boundary, visited)?);
+            } else {
+                files.push(path);
             }
         } else if is_catalog_file(&path) {
             files.push(path);
@@ -265,7 +293,9 @@ fn read_file(
     let text = std::fs::read_to_string(file)
         .map_err(|error| vec![format!("{shown}: cannot read the file ({error})")])?;
 
-    if extension_of(file) == "json" {
+    let entities_before = parsed.entities.len();
+    let blueprints_before = parsed.blueprints.len();
+    let targets = if extension_of(file) == "json" {
         if strictness == Strictness::Discovered && !port::looks_like_port_data(&text) {
             parsed
                 .warnings
@@ -273,7 +303,7 @@ fn read_file(
             return Ok(None);
         }
         port::parse_file(&text, &shown, parsed)?;
-        Ok(Some(Vec::new()))
+        Vec::new()
     } else {
         if strictness == Strictness::Discovered && !backstage::looks_like_descriptor(&text) {
             parsed.warnings.push(format!(
@@ -282,7 +312,18 @@ fn read_file(
             return Ok(None);
         }
         let base = file.parent().unwrap_or_else(|| Path::new("."));
-        backstage::parse_file(&text, &shown, base, boundary, parsed).map(Some)
+        backstage::parse_file(&text, &shown, base, boundary, parsed)?
+    };
+
+    let problems = storable::storage_problems(
+        &shown,
+        &parsed.entities[entities_before..],
+        &parsed.blueprints[blueprints_before..],
+    );
+    if problems.is_empty() {
+        Ok(Some(targets))
+    } else {
+        Err(problems)
     }
 }
 
