@@ -25,7 +25,8 @@ use tempfile::TempDir;
 
 use crate::helpers::bot::{RunningBot, WAIT, block_text, start_bot_with_clock};
 use crate::helpers::{
-    TestDatabase, describe_output, manual_clock, run_agentdesk, shared, slack_fixture,
+    TestDatabase, describe_output, manual_clock, on_both_databases, on_both_databases_with_demo,
+    run_agentdesk, shared, slack_fixture,
 };
 
 const WEBHOOK_SECRET: &str = "whsec_regressions_4c2b9e7d1a";
@@ -424,8 +425,7 @@ actions:
 
 /// Asks the offline backend one question with `agentdesk ask` and returns
 /// its output and the runs it recorded.
-async fn ask_offline(question: &str) -> (String, Vec<ActionRun>) {
-    let database = TestDatabase::sqlite_with_demo();
+async fn ask_offline(database: &TestDatabase, question: &str) -> (String, Vec<ActionRun>) {
     let directory = TempDir::new().expect("temp dir");
     let agents = directory.path().join("agentdesk.yaml");
     std::fs::write(&agents, offline_agents_file()).expect("agents file written");
@@ -445,27 +445,31 @@ async fn ask_offline(question: &str) -> (String, Vec<ActionRun>) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), runs)
 }
 
-#[tokio::test]
-async fn question_about_open_incidents_runs_nothing() {
-    let (stdout, runs) = ask_offline("how many open incidents does payments have at sev1").await;
+async fn question_about_open_incidents_runs_nothing(database: TestDatabase) {
+    let (stdout, runs) = ask_offline(
+        &database,
+        "how many open incidents does payments have at sev1",
+    )
+    .await;
 
     assert!(runs.is_empty(), "a question opened an incident: {runs:#?}");
     assert!(!stdout.contains("Open an incident"), "{stdout}");
 }
 
-#[tokio::test]
-async fn identifier_as_written_still_proposes() {
-    let (stdout, runs) =
-        ask_offline("please run open-incident for payments sev2: checkout down").await;
+async fn identifier_as_written_still_proposes(database: TestDatabase) {
+    let (stdout, runs) = ask_offline(
+        &database,
+        "please run open-incident for payments sev2: checkout down",
+    )
+    .await;
 
     assert_eq!(runs.len(), 1, "{stdout}");
     assert_eq!(runs[0].action_id, "open-incident");
     assert_eq!(runs[0].target_ref.as_deref(), Some("service:payments"));
 }
 
-#[tokio::test]
-async fn title_with_quotes_is_recognised_offline() {
-    let (stdout, runs) = ask_offline("flush checkout").await;
+async fn title_with_quotes_is_recognised_offline(database: TestDatabase) {
+    let (stdout, runs) = ask_offline(&database, "flush checkout").await;
 
     assert_eq!(runs.len(), 1, "{stdout}");
     assert_eq!(runs[0].action_id, "flush-cache");
@@ -483,12 +487,11 @@ struct ModelApp {
     _directory: TempDir,
 }
 
-async fn model_app(replies: Vec<Reply>) -> ModelApp {
+async fn model_app(database: TestDatabase, replies: Vec<Reply>) -> ModelApp {
     let model = OpenAiStandin::start().await.expect("model stand-in starts");
     for reply in replies {
         model.push(reply);
     }
-    let database = TestDatabase::sqlite_with_demo();
     let directory = TempDir::new().expect("temp dir");
     let agents = directory.path().join("agentdesk.yaml");
     std::fs::write(&agents, offline_agents_file()).expect("agents file written");
@@ -527,25 +530,27 @@ fn tool_results(model: &OpenAiStandin) -> Vec<String> {
 const INCIDENT_ARGUMENTS: &str =
     r#"{"target":"payments","severity":"sev2","summary":"checkout fails for everyone"}"#;
 
-#[tokio::test]
-async fn repeated_proposal_records_one_run() {
-    let setup = model_app(vec![
-        Reply::ToolCalls(vec![
-            (
+async fn repeated_proposal_records_one_run(database: TestDatabase) {
+    let setup = model_app(
+        database,
+        vec![
+            Reply::ToolCalls(vec![
+                (
+                    "propose_open_incident".to_string(),
+                    INCIDENT_ARGUMENTS.to_string(),
+                ),
+                (
+                    "propose_open_incident".to_string(),
+                    INCIDENT_ARGUMENTS.to_string(),
+                ),
+            ]),
+            Reply::ToolCalls(vec![(
                 "propose_open_incident".to_string(),
                 INCIDENT_ARGUMENTS.to_string(),
-            ),
-            (
-                "propose_open_incident".to_string(),
-                INCIDENT_ARGUMENTS.to_string(),
-            ),
-        ]),
-        Reply::ToolCalls(vec![(
-            "propose_open_incident".to_string(),
-            INCIDENT_ARGUMENTS.to_string(),
-        )]),
-        Reply::Text("I opened the incident.".to_string()),
-    ])
+            )]),
+            Reply::Text("I opened the incident.".to_string()),
+        ],
+    )
     .await;
 
     let answer = setup
@@ -572,16 +577,18 @@ async fn repeated_proposal_records_one_run() {
     }
 }
 
-#[tokio::test]
-async fn target_of_wrong_type_is_explained() {
-    let setup = model_app(vec![
-        Reply::ToolCalls(vec![(
+async fn target_of_wrong_type_is_explained(database: TestDatabase) {
+    let setup = model_app(
+        database,
+        vec![
+            Reply::ToolCalls(vec![(
             "propose_open_incident".to_string(),
             r#"{"target":{"identifier":"payments"},"severity":"sev2","summary":"checkout fails"}"#
                 .to_string(),
         )]),
-        Reply::Text("Which service?".to_string()),
-    ])
+            Reply::Text("Which service?".to_string()),
+        ],
+    )
     .await;
 
     setup
@@ -672,11 +679,10 @@ struct SlackSetup {
     _directory: TempDir,
 }
 
-async fn slack_setup() -> SlackSetup {
+async fn slack_setup(database: TestDatabase) -> SlackSetup {
     let webhook = WebhookReceiver::start(WEBHOOK_SECRET)
         .await
         .expect("the webhook receiver starts");
-    let database = TestDatabase::sqlite_with_demo();
     let directory = TempDir::new().expect("temp dir");
     let agents = directory.path().join("agentdesk.yaml");
     std::fs::write(&agents, expiring_agents_file(&webhook.url())).expect("agents file written");
@@ -713,9 +719,8 @@ async fn ephemeral(bot: &RunningBot, count: usize) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn click_after_deadline_says_expired() {
-    let setup = slack_setup().await;
+async fn click_after_deadline_says_expired(database: TestDatabase) {
+    let setup = slack_setup(database).await;
     let bot = &setup.bot;
 
     bot.send(mention("deploy checkout version 1.4.2")).await;
@@ -756,9 +761,8 @@ async fn click_after_deadline_says_expired() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn click_without_run_id_gets_reply() {
-    let setup = slack_setup().await;
+async fn click_without_run_id_gets_reply(database: TestDatabase) {
+    let setup = slack_setup(database).await;
     let bot = &setup.bot;
 
     bot.send(mention("deploy checkout version 1.4.2")).await;
@@ -779,8 +783,7 @@ async fn click_without_run_id_gets_reply() {
     setup.bot.stop().await;
 }
 
-#[tokio::test]
-async fn run_failed_while_waiting_never_executes() {
+async fn run_failed_while_waiting_never_executes(database: TestDatabase) {
     let webhook = WebhookReceiver::start(WEBHOOK_SECRET)
         .await
         .expect("the webhook receiver starts");
@@ -802,7 +805,6 @@ actions:
     );
     let file = parse(&text).unwrap_or_else(|error| panic!("{error}"));
     let action = file.action("flush").expect("flush is defined").clone();
-    let database = TestDatabase::sqlite();
     let store = database.store().await;
     let manual = manual_clock();
     let clock = shared(&manual);
@@ -1002,9 +1004,12 @@ async fn receiver_control_characters_are_dropped() {
     assert_eq!(result.summary, "HTTP 500: [2J ]0;owned failed here");
 }
 
-#[tokio::test]
-async fn near_target_name_is_not_guessed() {
-    let (stdout, runs) = ask_offline("open an incident for checkout-v2 sev1: it is down").await;
+async fn near_target_name_is_not_guessed(database: TestDatabase) {
+    let (stdout, runs) = ask_offline(
+        &database,
+        "open an incident for checkout-v2 sev1: it is down",
+    )
+    .await;
 
     assert!(
         runs.is_empty(),
@@ -1013,11 +1018,27 @@ async fn near_target_name_is_not_guessed() {
     assert!(stdout.contains("could not propose"), "{stdout}");
 }
 
-#[tokio::test]
-async fn target_named_by_title_words_is_found() {
-    let (stdout, runs) =
-        ask_offline("open an incident for the Checkout Service sev2: payments fail").await;
+async fn target_named_by_title_words_is_found(database: TestDatabase) {
+    let (stdout, runs) = ask_offline(
+        &database,
+        "open an incident for the Checkout Service sev2: payments fail",
+    )
+    .await;
 
     assert_eq!(runs.len(), 1, "{stdout}");
     assert_eq!(runs[0].target_ref.as_deref(), Some("service:checkout"));
 }
+
+on_both_databases_with_demo!(
+    question_about_open_incidents_runs_nothing,
+    identifier_as_written_still_proposes,
+    title_with_quotes_is_recognised_offline,
+    near_target_name_is_not_guessed,
+    target_named_by_title_words_is_found,
+    repeated_proposal_records_one_run,
+    target_of_wrong_type_is_explained,
+    click_after_deadline_says_expired,
+    click_without_run_id_gets_reply,
+);
+
+on_both_databases!(run_failed_while_waiting_never_executes);

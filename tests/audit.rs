@@ -25,7 +25,8 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    TestDatabase, describe_output, manual_clock, on_both_databases, run_agentdesk, shared,
+    TestDatabase, describe_output, manual_clock, on_both_databases, on_both_databases_with_demo,
+    run_agentdesk, shared,
 };
 
 on_both_databases!(
@@ -750,9 +751,7 @@ async fn metadata_only_stores_no_text(database: TestDatabase) {
     assert_eq!(answer.as_deref(), Some("Storefront."));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_in_metadata_only_mode_stores_no_text() {
-    let database = TestDatabase::sqlite_with_demo();
+async fn app_in_metadata_only_mode_stores_no_text(database: TestDatabase) {
     let vars = HashMap::from([("DATABASE_URL".to_string(), database.url().to_string())]);
     let settings = Settings::from_map(&vars).unwrap();
     let mut app = App::start(settings, system_clock()).await.unwrap();
@@ -1424,3 +1423,5 @@ async fn retention_deletes_old_finished_action_runs(database: TestDatabase) {
         );
     }
 }
+
+on_both_databases_with_demo!(app_in_metadata_only_mode_stores_no_text);

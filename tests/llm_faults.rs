@@ -14,7 +14,7 @@ use agentdesk_standins::anthropic::AnthropicStandin;
 use agentdesk_standins::openai::OpenAiStandin;
 use serde_json::{Value, json};
 
-use crate::helpers::TestDatabase;
+use crate::helpers::{TestDatabase, on_both_databases_with_demo};
 
 enum Model {
     OpenAi(OpenAiStandin),
@@ -60,11 +60,9 @@ impl Model {
 struct Harness {
     app: App,
     model: Model,
-    _database: TestDatabase,
 }
 
-async fn harness(anthropic: bool) -> Harness {
-    let database = TestDatabase::sqlite_with_demo();
+async fn harness(database: &TestDatabase, anthropic: bool) -> Harness {
     let mut vars: HashMap<String, String> = HashMap::new();
     vars.insert("DATABASE_URL".into(), database.url().into());
     vars.insert("AGENTDESK_LLM_MAX_RETRIES".into(), "2".into());
@@ -85,11 +83,7 @@ async fn harness(anthropic: bool) -> Harness {
     let app = App::start(settings, system_clock())
         .await
         .expect("app starts");
-    Harness {
-        app,
-        model,
-        _database: database,
-    }
+    Harness { app, model }
 }
 
 async fn ask(harness: &Harness) -> Answer {
@@ -117,10 +111,9 @@ async fn assert_failed_briefly(harness: &Harness, answer: &Answer, error_part: &
     assert!(error.contains(error_part), "{error}");
 }
 
-#[tokio::test]
-async fn server_errors_are_retried_then_answered() {
+async fn server_errors_are_retried_then_answered(database: TestDatabase) {
     for anthropic in [false, true] {
-        let harness = harness(anthropic).await;
+        let harness = harness(&database, anthropic).await;
         harness.model.push(harness.model.server_error());
         harness.model.push(harness.model.server_error());
         harness
@@ -133,10 +126,9 @@ async fn server_errors_are_retried_then_answered() {
     }
 }
 
-#[tokio::test]
-async fn persistent_server_errors_fail_after_bounded_retries() {
+async fn persistent_server_errors_fail_after_bounded_retries(database: TestDatabase) {
     for anthropic in [false, true] {
-        let harness = harness(anthropic).await;
+        let harness = harness(&database, anthropic).await;
         for _ in 0..5 {
             harness.model.push(harness.model.server_error());
         }
@@ -148,10 +140,9 @@ async fn persistent_server_errors_fail_after_bounded_retries() {
     }
 }
 
-#[tokio::test]
-async fn garbled_responses_are_retried_then_fail() {
+async fn garbled_responses_are_retried_then_fail(database: TestDatabase) {
     for anthropic in [false, true] {
-        let harness = harness(anthropic).await;
+        let harness = harness(&database, anthropic).await;
         harness
             .model
             .push(Reply::RawBody("<html>bad gateway".into()));
@@ -169,3 +160,9 @@ async fn garbled_responses_are_retried_then_fail() {
         assert_eq!(harness.model.request_count(), 2 + 3);
     }
 }
+
+on_both_databases_with_demo!(
+    server_errors_are_retried_then_answered,
+    persistent_server_errors_fail_after_bounded_retries,
+    garbled_responses_are_retried_then_fail,
+);

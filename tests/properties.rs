@@ -25,7 +25,9 @@ use agentdesk::clock::SharedClock;
 use agentdesk::config::Secret;
 use agentdesk::slack::client::SlackApi;
 use agentdesk::slack::events::{BotIdentity, Verdict, classify};
-use agentdesk::slack::listener::{Bot, handle_events_api, handle_interactive, handle_slash_command};
+use agentdesk::slack::listener::{
+    Bot, handle_events_api, handle_interactive, handle_slash_command,
+};
 use agentdesk::slack::socket::{ParsedFrame, parse_frame};
 use agentdesk::slack::text::decode_incoming;
 use agentdesk::tools::ToolRegistry;

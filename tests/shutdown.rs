@@ -10,7 +10,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::helpers::bot::WAIT;
-use crate::helpers::{TestDatabase, agentdesk_binary, slack_fixture};
+use crate::helpers::{TestDatabase, agentdesk_binary, on_both_databases_with_demo, slack_fixture};
 
 /// Starts `serve` against the stand-ins, logging to a file in `directory`.
 fn spawn_serve(
@@ -85,10 +85,8 @@ fn question() -> serde_json::Value {
 
 /// SIGTERM closes the socket first, lets the running answer finish within
 /// the grace period, and exits cleanly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_running_answer_finish() {
+async fn sigterm_lets_running_answer_finish(database: TestDatabase) {
     let directory = TempDir::new().expect("temp dir");
-    let database = TestDatabase::sqlite_with_demo();
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
     let model = OpenAiStandin::start().await.expect("model stand-in starts");
     model.push(Reply::Delayed(
@@ -139,10 +137,8 @@ async fn sigterm_lets_running_answer_finish() {
 
 /// An answer still running when the grace period ends is marked
 /// interrupted, and its asker is told.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_interrupts_answer_past_grace_period() {
+async fn sigterm_interrupts_answer_past_grace_period(database: TestDatabase) {
     let directory = TempDir::new().expect("temp dir");
-    let database = TestDatabase::sqlite_with_demo();
     let slack = SlackStandin::start().await.expect("stand-in Slack starts");
     let model = OpenAiStandin::start().await.expect("model stand-in starts");
     model.push(Reply::Delayed(
@@ -176,3 +172,8 @@ async fn sigterm_interrupts_answer_past_grace_period() {
         agentdesk::store::invocations::Status::Interrupted
     );
 }
+
+on_both_databases_with_demo!(
+    sigterm_lets_running_answer_finish,
+    sigterm_interrupts_answer_past_grace_period,
+);

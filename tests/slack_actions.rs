@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::helpers::bot::{RunningBot, WAIT, block_text, bot_settings, start_bot_with_clock};
-use crate::helpers::{TestDatabase, manual_clock, on_both_databases, shared, slack_fixture};
+use crate::helpers::{
+    TestDatabase, manual_clock, on_both_databases, on_both_databases_with_demo, shared,
+    slack_fixture,
+};
 
 const WEBHOOK_SECRET: &str = "whsec_slack_actions_5d1e0c9a7b";
 const DEPLOY_KEY: &str = "deploy-key-7f3a9c1e5b2d";
@@ -1041,6 +1044,7 @@ async fn agent_without_the_action_cannot_run_it(database: TestDatabase) {
 
 on_both_databases!(
     approve_runs_webhook_once_and_card_shows_success,
+    invalid_model_inputs_come_back_as_errors,
     click_before_card_is_recorded_updates_card,
     reject_runs_nothing,
     double_and_concurrent_clicks_execute_once,
@@ -1060,8 +1064,7 @@ on_both_databases!(
 
 /// A model that sends invalid inputs gets the validation errors back, and
 /// nothing is recorded or run; a tool the agent does not have is refused.
-#[tokio::test]
-async fn invalid_model_inputs_come_back_as_errors() {
+async fn invalid_model_inputs_come_back_as_errors(database: TestDatabase) {
     let model = OpenAiStandin::start().await.expect("model stand-in starts");
     model.push(Reply::ToolCalls(vec![(
         "propose_deploy".to_string(),
@@ -1075,7 +1078,7 @@ async fn invalid_model_inputs_come_back_as_errors() {
         "Which environment and version should I deploy?".to_string(),
     ));
     let base_url = model.base_url();
-    let mut setup = setup(TestDatabase::sqlite()).await;
+    let mut setup = setup(database).await;
     let slack = setup.stop().await;
     let mut extra = setup.extra();
     extra.push(("AGENTDESK_BACKEND", "openai".to_string()));
@@ -1262,8 +1265,7 @@ async fn secrets_stay_out_of_database_and_logs() {
 
 /// An action whose target blueprint is not in the catalog starts with a
 /// warning, and proposing it is an error the answer passes on.
-#[test]
-fn missing_target_blueprint_warns_then_fails_the_proposal() {
+async fn missing_target_blueprint_warns_then_fails_the_proposal(database: TestDatabase) {
     let directory = TempDir::new().expect("temp dir");
     let agents = directory.path().join("agentdesk.yaml");
     std::fs::write(
@@ -1275,7 +1277,6 @@ fn missing_target_blueprint_warns_then_fails_the_proposal() {
          \x20     secret_env: AGENTDESK_WEBHOOK_SECRET\n",
     )
     .expect("agents file written");
-    let database = TestDatabase::sqlite_with_demo();
     let agents = agents.display().to_string();
     let output = crate::helpers::run_agentdesk(
         directory.path(),
@@ -1300,3 +1301,5 @@ fn missing_target_blueprint_warns_then_fails_the_proposal() {
     );
     assert!(!stdout.contains("Action drain"), "no run: {stdout}");
 }
+
+on_both_databases_with_demo!(missing_target_blueprint_warns_then_fails_the_proposal);

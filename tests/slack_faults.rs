@@ -314,10 +314,13 @@ async fn failed_connection_opens_back_off_with_jitter(database: TestDatabase) {
 }
 
 async fn socket_count_is_configurable(database: TestDatabase) {
-    let bot = bot_with(&database, &[
-        ("AGENTDESK_SOCKET_CONNECTIONS", "3"),
-        ("AGENTDESK_SOCKET_STAGGER_SECS", "0.1"),
-    ])
+    let bot = bot_with(
+        &database,
+        &[
+            ("AGENTDESK_SOCKET_CONNECTIONS", "3"),
+            ("AGENTDESK_SOCKET_STAGGER_SECS", "0.1"),
+        ],
+    )
     .await;
     bot.slack
         .wait_for_sockets(3, WAIT)
@@ -372,7 +375,6 @@ on_both_databases!(
     socket_count_is_configurable,
     malformed_frames_are_acked_and_dropped,
 );
-
 
 mod frames {
     use agentdesk::slack::socket::{ParsedFrame, parse_frame};
