@@ -951,8 +951,43 @@ impl Write for LogBuffer {
     }
 }
 
-#[tokio::test]
-async fn execution_log_names_run_without_secrets() {
+/// Set in the child process that [`execution_log_names_run_without_secrets`]
+/// starts.
+const LOG_CHILD: &str = "AGENTDESK_TEST_LOG_CHILD";
+
+/// Runs [`check_execution_log`] alone in a child process of this test
+/// binary, where its subscriber can be the global one. A subscriber set
+/// for one thread misses log call sites that tests on other threads
+/// register at the same moment, which made the check fail now and then.
+#[test]
+fn execution_log_names_run_without_secrets() {
+    if std::env::var_os(LOG_CHILD).is_some() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a runtime");
+        runtime.block_on(check_execution_log());
+        return;
+    }
+    let name = "action_executors::execution_log_names_run_without_secrets";
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(LOG_CHILD, "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the log check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the log check did not run:\n{stdout}"
+    );
+}
+
+async fn check_execution_log() {
     let logs = LogBuffer::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -960,9 +995,7 @@ async fn execution_log_names_run_without_secrets() {
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .finish();
-    // The test runtime has one thread, so the default covers the stand-ins
-    // and the HTTP client too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let receiver = WebhookReceiver::start(WEBHOOK_SECRET).await.expect("start");
     receiver.respond_with(401, &format!("unknown key {DEPLOY_API_KEY}"));
@@ -972,12 +1005,6 @@ async fn execution_log_names_run_without_secrets() {
     let github = build(ExecutorConfig::GithubWorkflow(github_config(
         &standin.api_url(),
     )));
-    // A test on another thread, with no subscriber, can register the
-    // executor's log call sites at the moment this subscriber is set, and
-    // that caches them as disabled on every thread. Rebuilding the cache
-    // after the set-up above enables them again.
-    tracing::callsite::rebuild_interest_cache();
-
     webhook.execute(&run_request(), now_millis()).await;
     github.execute(&run_request(), now_millis()).await;
     github.execute(&run_request(), now_millis()).await;
