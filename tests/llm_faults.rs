@@ -36,6 +36,25 @@ impl Model {
         }
     }
 
+    fn rate_limited(&self, retry_after: &str) -> Reply {
+        let body: Value = match self {
+            Self::OpenAi(_) => json!({"error": {
+                "message": "Rate limit reached for requests",
+                "type": "requests",
+                "code": "rate_limit_exceeded"
+            }}),
+            Self::Anthropic(_) => json!({"type": "error", "error": {
+                "type": "rate_limit_error",
+                "message": "Number of requests has exceeded your rate limit"
+            }}),
+        };
+        Reply::Status {
+            status: 429,
+            body,
+            retry_after: Some(retry_after.to_string()),
+        }
+    }
+
     fn server_error(&self) -> Reply {
         let body: Value = match self {
             Self::OpenAi(_) => {
@@ -67,6 +86,7 @@ async fn harness(database: &TestDatabase, anthropic: bool) -> Harness {
     vars.insert("DATABASE_URL".into(), database.url().into());
     vars.insert("AGENTDESK_LLM_MAX_RETRIES".into(), "2".into());
     vars.insert("AGENTDESK_LLM_RETRY_BASE_MS".into(), "50".into());
+    vars.insert("AGENTDESK_LLM_TIMEOUT_SECS".into(), "0.5".into());
     let model = if anthropic {
         let model = AnthropicStandin::start().await.expect("stand-in starts");
         vars.insert("AGENTDESK_BACKEND".into(), "anthropic".into());
@@ -161,7 +181,51 @@ async fn garbled_responses_are_retried_then_fail(database: TestDatabase) {
     }
 }
 
+async fn rate_limit_waits_for_retry_after(database: TestDatabase) {
+    for anthropic in [false, true] {
+        let harness = harness(&database, anthropic).await;
+        harness.model.push(harness.model.rate_limited("1"));
+        harness
+            .model
+            .push(Reply::Text("Billing owns payments.".into()));
+        let started = Instant::now();
+        let answer = ask(&harness).await;
+        assert_eq!(answer.status, Status::Completed, "{answer:?}");
+        assert_eq!(answer.answer, "Billing owns payments.");
+        assert_eq!(harness.model.request_count(), 2);
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "the retry waited for Retry-After: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+async fn slow_model_times_out_after_bounded_retries(database: TestDatabase) {
+    for anthropic in [false, true] {
+        let harness = harness(&database, anthropic).await;
+        for _ in 0..3 {
+            harness.model.push(Reply::Delayed(
+                Duration::from_secs(3),
+                Box::new(Reply::Text("too late".into())),
+            ));
+        }
+        let started = Instant::now();
+        let answer = ask(&harness).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "never a hang: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(harness.model.request_count(), 3, "one try and two retries");
+        assert_failed_briefly(&harness, &answer, "timed out").await;
+        assert!(!answer.answer.contains("too late"), "{}", answer.answer);
+    }
+}
+
 on_both_databases_with_demo!(
+    rate_limit_waits_for_retry_after,
+    slow_model_times_out_after_bounded_retries,
     server_errors_are_retried_then_answered,
     persistent_server_errors_fail_after_bounded_retries,
     garbled_responses_are_retried_then_fail,
