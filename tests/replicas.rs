@@ -3,10 +3,11 @@
 //! replica.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentdesk::app::App;
 use agentdesk::clock::system_clock;
+use agentdesk::store::leases;
 use agentdesk_standins::slack::{SlackStandin, as_redelivery, with_fresh_ids};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -81,7 +82,8 @@ impl Replicas {
         replicas
     }
 
-    async fn stop(self) {
+    /// Stops every replica and hands back their database.
+    async fn stop(self) -> TestDatabase {
         for stop in self.stops {
             let _ = stop.send(());
         }
@@ -90,6 +92,7 @@ impl Replicas {
                 .expect("no panic")
                 .expect("the replica stops cleanly");
         }
+        self._database
     }
 }
 
@@ -174,7 +177,35 @@ async fn rate_limits_are_shared_by_replicas(database: TestDatabase) {
     replicas.stop().await;
 }
 
+/// Replicas that stop release the retention lease before they close the
+/// database, so a replica that stays takes over retention at once instead
+/// of after the lease expires.
+async fn stopped_replicas_release_retention_lease(database: TestDatabase) {
+    let replicas = Replicas::start(database, 2, None).await;
+    let store = replicas._database.store().await;
+    let deadline = Instant::now() + WAIT;
+    while leases::get(&store, "retention")
+        .await
+        .expect("the lease is readable")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no replica took the retention lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let database = replicas.stop().await;
+    let lease = leases::get(&store, "retention")
+        .await
+        .expect("the lease is readable");
+    assert!(lease.is_none(), "the lease outlived its replica: {lease:?}");
+    store.close().await;
+    drop(database);
+}
+
 on_both_databases!(
     redelivered_events_are_answered_once,
     rate_limits_are_shared_by_replicas,
+    stopped_replicas_release_retention_lease,
 );

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use slack_morphism::prelude::*;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::client::{SlackApi, build_client};
@@ -28,6 +29,10 @@ use crate::store::{dedupe, invocations};
 
 /// How often expired dedupe keys and stale invocations are swept.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long shutdown waits for a running retention run or sweep to end
+/// before it closes the database.
+const BACKGROUND_STOP: Duration = Duration::from_secs(10);
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(app: App) -> Result<()> {
@@ -76,16 +81,19 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
             maintenance.clone(),
         ));
     }
-    tokio::spawn(run_maintenance(app.clone(), maintenance.clone()));
+    // Periodic work that uses the database; shutdown waits for it to end
+    // before closing the pool.
+    let background = TaskTracker::new();
+    background.spawn(run_maintenance(app.clone(), maintenance.clone()));
     super::actions::sweep(&bot).await;
-    tokio::spawn(run_sweeps(
+    background.spawn(run_sweeps(
         bot.clone(),
         settings
             .approval_sweep_interval
             .max(Duration::from_millis(100)),
         maintenance.clone(),
     ));
-    tokio::spawn(retention::run_periodically(
+    background.spawn(retention::run_periodically(
         app.store.clone(),
         app.clock.clone(),
         app.agents_file.retention.clone(),
@@ -119,6 +127,16 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
         bot.abandon_in_flight().await;
     }
     maintenance.cancel();
+    background.close();
+    if tokio::time::timeout(BACKGROUND_STOP, background.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            wait_secs = BACKGROUND_STOP.as_secs(),
+            "periodic work still running at shutdown; closing the database anyway"
+        );
+    }
     app.store.close().await;
     info!("stopped");
     Ok(())
