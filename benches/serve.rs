@@ -567,6 +567,16 @@ async fn import_and_time(
     );
 }
 
+/// The kinds of search query the lookups benchmark cycles through, in
+/// order.
+const SEARCH_KINDS: &[&str] = &[
+    "identifier",
+    "two title words",
+    "word with a typo",
+    "word, blueprint and property filter",
+    "word and a word of every description",
+];
+
 /// Times `search_entities` and `get_entity` through the tool layer, as the
 /// agent loop calls them.
 async fn lookups(report: &mut Report, store: &Store, database: &str) {
@@ -591,6 +601,7 @@ async fn lookups(report: &mut Report, store: &Store, database: &str) {
         })
         .collect();
     let mut searches = Vec::new();
+    let mut by_kind: Vec<Vec<Duration>> = vec![Vec::new(); SEARCH_KINDS.len()];
     for (index, arguments) in queries.iter().enumerate() {
         let call = ToolCall {
             id: format!("search-{index}"),
@@ -600,7 +611,16 @@ async fn lookups(report: &mut Report, store: &Store, database: &str) {
         let started = Instant::now();
         let outcome = tools.execute(&context, &call).await;
         searches.push(started.elapsed());
+        by_kind[index % SEARCH_KINDS.len()].push(started.elapsed());
         assert!(!outcome.is_error, "search failed: {}", outcome.content);
+    }
+    for (kind, mut durations) in SEARCH_KINDS.iter().zip(by_kind) {
+        durations.sort();
+        println!(
+            "  search {kind}, {database}: p50 {}, p99 {}",
+            millis(percentile(&durations, 0.5)),
+            millis(percentile(&durations, 0.99))
+        );
     }
     let mut gets = Vec::new();
     for index in 0..1_000 {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::normalize::{compact, is_stopword, terms, trigrams};
+use super::normalize::{compact, is_stopword, is_typo_tolerant, terms, trigrams};
 use super::{EntityDoc, EntityRef};
 
 const MAX_PARAMETERS: usize = 9_000;
@@ -470,7 +470,7 @@ async fn insert_vocabulary(connection: &mut AnyConnection, terms: &BTreeSet<Stri
     }
 
     let mut gram_rows = Vec::new();
-    for term in terms {
+    for term in terms.into_iter().filter(|term| is_typo_tolerant(term)) {
         let length = term.chars().count() as i64;
         for gram in trigrams(term) {
             gram_rows.push((gram, length, term.clone()));

@@ -63,6 +63,14 @@ pub fn trigrams(term: &str) -> Vec<String> {
     grams
 }
 
+/// Reports whether typos in a term are looked up through its trigrams.
+/// Terms with a digit are not: a version, ticket or build number with a
+/// typo names another thing, and numbered identifiers would otherwise fill
+/// the trigram table of a large catalog. Prefix search still finds them.
+pub fn is_typo_tolerant(term: &str) -> bool {
+    !term.chars().any(|character| character.is_ascii_digit())
+}
+
 /// Returns the optimal-string-alignment distance between two terms (edits:
 /// insert, delete, substitute, swap two neighbours), or `None` once it is
 /// certain to exceed `max`.

@@ -18,7 +18,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::index::{Field, list_placeholders};
-use super::normalize::{allowed_typos, compact, edit_distance, is_stopword, terms, trigrams};
+use super::normalize::{
+    allowed_typos, compact, edit_distance, is_stopword, is_typo_tolerant, terms, trigrams,
+};
 use super::query::scope_clause;
 use super::{Catalog, EntitySummary, Scope};
 
@@ -271,7 +273,7 @@ impl Catalog {
         }
 
         let typos = allowed_typos(term);
-        if !has_exact && typos > 0 {
+        if !has_exact && typos > 0 && is_typo_tolerant(term) {
             expansions.extend(self.fuzzy_terms(term, typos).await?);
         }
         Ok(expansions)

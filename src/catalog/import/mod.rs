@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::index::{self, PendingEntity};
 use super::{BlueprintDef, EntityDoc, EntityRef};
@@ -84,6 +84,10 @@ pub(crate) struct SourceKey {
     pub is_demo: bool,
 }
 
+/// Entities written or removed by one import from which the database's
+/// query planner statistics are refreshed afterwards.
+const STATISTICS_AFTER: usize = 1_000;
+
 /// Imports catalog files and folders.
 #[instrument(skip_all, fields(paths = paths.len()))]
 pub async fn import_paths(
@@ -116,6 +120,13 @@ pub async fn import_paths(
 
     let mut report = apply(store, clock, sources).await?;
     report.files = files;
+    if report.created + report.updated + report.removed >= STATISTICS_AFTER {
+        // Not refreshing only costs speed, so a failure is logged, not
+        // returned: the import itself is committed.
+        if let Err(error) = store.refresh_catalog_statistics().await {
+            warn!(error = %format!("{error:#}"), "could not refresh the query planner's statistics after the import");
+        }
+    }
     info!(
         files = report.files,
         created = report.created,
