@@ -531,7 +531,11 @@ async fn catalog(report: &mut Report, measure: bool) -> GeneratedCatalog {
                 .await;
                 lookups(report, &store, "PostgreSQL").await;
                 store.close().await;
-                drop_database().await;
+                if std::env::var_os("AGENTDESK_BENCH_KEEP_DATABASE").is_some() {
+                    println!("PostgreSQL database kept for inspection: {url}");
+                } else {
+                    drop_database().await;
+                }
             }
             None => println!("PostgreSQL: no server on 127.0.0.1:5432; skipped"),
         }

@@ -180,11 +180,10 @@ impl Catalog {
             Vec::new()
         };
 
-        let (mut candidates, capped) = self.collect_candidates(&groups, &phrase).await?;
-        let allowed = self
-            .filter_ids(scope, request, candidates.keys().copied().collect())
+        let restriction = Restriction::new(scope, request);
+        let (candidates, capped) = self
+            .collect_candidates(&groups, &phrase, &restriction)
             .await?;
-        candidates.retain(|id, _| allowed.contains(id));
 
         let group_count = groups
             .iter()
@@ -329,6 +328,7 @@ impl Catalog {
         &self,
         groups: &[Vec<Expansion>],
         phrase: &[Expansion],
+        restriction: &Restriction,
     ) -> Result<(HashMap<i64, Candidate>, bool)> {
         let mut candidates: HashMap<i64, Candidate> = HashMap::new();
         let mut capped = false;
@@ -337,24 +337,38 @@ impl Catalog {
             phrase: 0.0,
         };
 
+        let searched: Vec<usize> = (0..groups.len())
+            .filter(|index| !groups[*index].is_empty())
+            .collect();
         let mut sizes = Vec::new();
-        for (index, group) in groups.iter().enumerate() {
-            if !group.is_empty() {
-                sizes.push((self.count_postings(group).await?, index));
+        if let [only] = searched[..] {
+            // With one term there is nothing to order, so its postings are
+            // not counted first.
+            sizes.push((0, only));
+        } else {
+            for index in searched {
+                sizes.push((
+                    self.count_postings(&groups[index], restriction).await?,
+                    index,
+                ));
             }
         }
         sizes.sort();
 
         if let Some((rarest_size, rarest)) = sizes.first().copied() {
-            capped |= rarest_size > CANDIDATE_CAP;
-            for (id, term, field) in self.postings(&groups[rarest], None).await? {
+            let postings = self.postings(&groups[rarest], restriction, None).await?;
+            capped |= rarest_size > CANDIDATE_CAP || postings.len() >= CANDIDATE_CAP as usize;
+            for (id, term, field) in postings {
                 let quality = quality_of(&groups[rarest], &term) * field.weight();
                 let candidate = candidates.entry(id).or_insert_with(new_candidate);
                 candidate.per_group[rarest] = candidate.per_group[rarest].max(quality);
             }
             let ids: Vec<i64> = candidates.keys().copied().collect();
             for (_, index) in sizes.iter().skip(1) {
-                for (id, term, field) in self.postings(&groups[*index], Some(&ids)).await? {
+                for (id, term, field) in self
+                    .postings(&groups[*index], restriction, Some(&ids))
+                    .await?
+                {
                     let quality = quality_of(&groups[*index], &term) * field.weight();
                     if let Some(candidate) = candidates.get_mut(&id) {
                         candidate.per_group[*index] = candidate.per_group[*index].max(quality);
@@ -364,7 +378,7 @@ impl Catalog {
         }
 
         if !phrase.is_empty() {
-            for (id, term, field) in self.postings(phrase, None).await? {
+            for (id, term, field) in self.postings(phrase, restriction, None).await? {
                 if matches!(field, Field::Identifier | Field::Title) {
                     let quality = quality_of(phrase, &term) * field.weight();
                     let candidate = candidates.entry(id).or_insert_with(new_candidate);
@@ -379,7 +393,7 @@ impl Catalog {
         if !any_full && sizes.len() > 1 {
             // No entity has every term: fall back to entities with some.
             for (_, index) in sizes.iter().skip(1) {
-                for (id, term, field) in self.postings(&groups[*index], None).await? {
+                for (id, term, field) in self.postings(&groups[*index], restriction, None).await? {
                     let quality = quality_of(&groups[*index], &term) * field.weight();
                     let candidate = candidates.entry(id).or_insert_with(new_candidate);
                     candidate.per_group[*index] = candidate.per_group[*index].max(quality);
@@ -389,16 +403,20 @@ impl Catalog {
         Ok((candidates, capped))
     }
 
-    async fn count_postings(&self, group: &[Expansion]) -> Result<i64> {
+    async fn count_postings(&self, group: &[Expansion], restriction: &Restriction) -> Result<i64> {
+        let (from_sql, where_sql) = restriction.sql(group.len());
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM search_terms WHERE term IN ({}) LIMIT {}) \
-             AS capped",
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {from_sql} WHERE t.term IN ({}){where_sql} \
+             LIMIT {}) AS capped",
             list_placeholders(1, group.len()),
             CANDIDATE_CAP + 1
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for expansion in group {
             query = query.bind(expansion.term.clone());
+        }
+        for value in &restriction.values {
+            query = query.bind(value.clone());
         }
         Ok(query
             .fetch_one(self.store().pool())
@@ -407,13 +425,17 @@ impl Catalog {
             .try_get("n")?)
     }
 
-    /// Reads postings of the group's terms, optionally only for some ids.
+    /// Reads postings of the group's terms that pass the restriction,
+    /// optionally only for some ids.
     async fn postings(
         &self,
         group: &[Expansion],
+        restriction: &Restriction,
         only: Option<&[i64]>,
     ) -> Result<Vec<(i64, String, Field)>> {
         let terms_sql = list_placeholders(1, group.len());
+        let (from_sql, where_sql) = restriction.sql(group.len());
+        let first_id = group.len() + restriction.values.len() + 1;
         let chunks: Vec<&[i64]> = match only {
             Some([]) => return Ok(Vec::new()),
             Some(ids) => ids.chunks(ID_CHUNK).collect(),
@@ -424,19 +446,24 @@ impl Catalog {
         for chunk in chunks {
             let sql = if only.is_some() {
                 format!(
-                    "SELECT entity_id, term, field FROM search_terms WHERE term IN ({terms_sql}) \
-                     AND entity_id IN ({})",
-                    list_placeholders(group.len() + 1, chunk.len())
+                    "SELECT t.entity_id AS entity_id, t.term AS term, t.field AS field \
+                     FROM {from_sql} WHERE t.term IN ({terms_sql}){where_sql} \
+                     AND t.entity_id IN ({})",
+                    list_placeholders(first_id, chunk.len())
                 )
             } else {
                 format!(
-                    "SELECT entity_id, term, field FROM search_terms WHERE term IN ({terms_sql}) \
+                    "SELECT t.entity_id AS entity_id, t.term AS term, t.field AS field \
+                     FROM {from_sql} WHERE t.term IN ({terms_sql}){where_sql} \
                      LIMIT {CANDIDATE_CAP}"
                 )
             };
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for expansion in group {
                 query = query.bind(expansion.term.clone());
+            }
+            for value in &restriction.values {
+                query = query.bind(value.clone());
             }
             for id in chunk {
                 query = query.bind(*id);
@@ -454,39 +481,6 @@ impl Catalog {
             }
         }
         Ok(postings)
-    }
-
-    /// Keeps the candidate ids that pass the scope, blueprint and filters.
-    async fn filter_ids(
-        &self,
-        scope: &Scope,
-        request: &SearchRequest,
-        ids: Vec<i64>,
-    ) -> Result<HashSet<i64>> {
-        let mut allowed = HashSet::new();
-        let (where_sql, values) =
-            filter_sql(scope, request.blueprint.as_deref(), &request.filters, 1);
-        for chunk in ids.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT e.id AS id FROM entities e WHERE {where_sql} AND e.id IN ({})",
-                list_placeholders(values.len() + 1, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for value in &values {
-                query = query.bind(value.clone());
-            }
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query
-                .fetch_all(self.store().pool())
-                .await
-                .context("could not apply search filters")?
-            {
-                allowed.insert(row.try_get::<i64, _>("id")?);
-            }
-        }
-        Ok(allowed)
     }
 
     /// Raises entities whose identifier, name or title is the whole query.
@@ -665,6 +659,50 @@ pub fn significant_terms(text: &str) -> Vec<String> {
 
 /// Builds the `WHERE` condition for scope, blueprint and filters over
 /// `entities e`, with parameters numbered from `first`.
+/// The scope, blueprint and filters of a text search, applied while
+/// postings are read, so a common term cannot fill the candidates with
+/// entities the filters drop.
+struct Restriction {
+    scope: Scope,
+    blueprint: Option<String>,
+    filters: Vec<Filter>,
+    /// The values the restriction binds, after the query terms.
+    values: Vec<String>,
+    /// Whether anything is restricted at all.
+    restricts: bool,
+}
+
+impl Restriction {
+    fn new(scope: &Scope, request: &SearchRequest) -> Self {
+        let (sql, values) = filter_sql(scope, request.blueprint.as_deref(), &request.filters, 1);
+        Self {
+            scope: scope.clone(),
+            blueprint: request.blueprint.clone(),
+            filters: request.filters.clone(),
+            values,
+            restricts: sql != "1 = 1",
+        }
+    }
+
+    /// The `FROM` clause (postings as `t`) and the condition to append after
+    /// a `WHERE`, with parameters numbered after `terms` query terms.
+    fn sql(&self, terms: usize) -> (String, String) {
+        if !self.restricts {
+            return ("search_terms t".to_string(), String::new());
+        }
+        let (sql, _) = filter_sql(
+            &self.scope,
+            self.blueprint.as_deref(),
+            &self.filters,
+            terms + 1,
+        );
+        (
+            "search_terms t JOIN entities e ON e.id = t.entity_id".to_string(),
+            format!(" AND {sql}"),
+        )
+    }
+}
+
 pub(crate) fn filter_sql(
     scope: &Scope,
     blueprint: Option<&str>,

@@ -69,7 +69,7 @@ impl Store {
 
         let pool_options = match dialect {
             Dialect::Sqlite => sqlite_pool_options(&url),
-            Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
+            Dialect::Postgres => postgres_pool_options(),
         };
         let options = options
             .log_statements(log::LevelFilter::Trace)
@@ -150,6 +150,26 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn postgres_pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(16)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                // Search terms are skewed: one word may have a handful of
+                // postings and another every entity of a blueprint. After
+                // five runs of a prepared statement PostgreSQL may switch
+                // to one plan for every value, chosen for an average term,
+                // which read 20,000 rows where the term in hand needed a
+                // few hundred. Planning each run costs well under a
+                // millisecond.
+                connection
+                    .execute("SET plan_cache_mode = force_custom_plan")
+                    .await?;
+                Ok(())
+            })
+        })
 }
 
 fn sqlite_pool_options(url: &str) -> AnyPoolOptions {

@@ -500,7 +500,16 @@ pub(crate) async fn apply(
 async fn begin_write(store: &Store) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
     let transaction = match store.dialect() {
         Dialect::Sqlite => store.pool().begin_with("BEGIN IMMEDIATE").await,
-        Dialect::Postgres => store.pool().begin().await,
+        Dialect::Postgres => {
+            // Connections plan every statement anew (see the store), which
+            // would also replan the foreign key check of every index row
+            // written here; the import's own statements gain nothing from
+            // it.
+            store
+                .pool()
+                .begin_with("BEGIN; SET LOCAL plan_cache_mode = auto")
+                .await
+        }
     };
     transaction.context("could not start a database transaction")
 }
