@@ -65,6 +65,9 @@ pub(crate) struct PendingEntity {
     pub source: String,
     pub is_demo: bool,
     pub content_hash: String,
+    /// True when the entity was not stored before, so it has no index rows
+    /// to clear.
+    pub is_new: bool,
 }
 
 /// Returns a stable hash of everything stored for an entity, so a re-import
@@ -261,7 +264,13 @@ pub(crate) async fn write_entities(
     now: i64,
 ) -> Result<Vec<i64>> {
     let ids = upsert_entity_rows(connection, entities, now).await?;
-    delete_index_rows(connection, &ids).await?;
+    let stored_before: Vec<i64> = entities
+        .iter()
+        .zip(&ids)
+        .filter(|(entity, _)| !entity.is_new)
+        .map(|(_, id)| *id)
+        .collect();
+    delete_index_rows(connection, &stored_before).await?;
 
     let mut relation_rows = Vec::new();
     let mut property_rows = Vec::new();

@@ -30,6 +30,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_action_runs.sql"),
         include_str!("../../migrations/postgres/0003_action_runs.sql"),
     ),
+    (
+        4,
+        "catalog index rows without foreign key checks on PostgreSQL",
+        include_str!("../../migrations/sqlite/0004_index_without_foreign_keys.sql"),
+        include_str!("../../migrations/postgres/0004_index_without_foreign_keys.sql"),
+    ),
 ];
 
 /// Number of migrations embedded in this build.

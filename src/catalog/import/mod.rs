@@ -456,6 +456,7 @@ pub(crate) async fn apply(
                     source: source.key.clone(),
                     is_demo: source.is_demo,
                     content_hash,
+                    is_new: !existing.contains_key(&reference),
                 });
             }
         }
@@ -494,24 +495,37 @@ pub(crate) async fn apply(
     Ok(report)
 }
 
-/// Starts a write transaction; on SQLite it takes the write lock at once
-/// (`BEGIN IMMEDIATE`), so two importers queue on the busy timeout instead
-/// of failing when one upgrades its read lock.
+/// Key of the PostgreSQL advisory lock that imports take.
+const IMPORT_LOCK: i64 = 0x6167_656e_7464_6573;
+
+/// Starts a write transaction that no other import runs beside: on SQLite
+/// it takes the write lock at once (`BEGIN IMMEDIATE`), so two importers
+/// queue on the busy timeout instead of failing when one upgrades its read
+/// lock; on PostgreSQL it takes an advisory lock until the transaction
+/// ends. An import reads the stored entities once at its start and relies
+/// on them not changing under it.
 async fn begin_write(store: &Store) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-    let transaction = match store.dialect() {
+    let mut transaction = match store.dialect() {
         Dialect::Sqlite => store.pool().begin_with("BEGIN IMMEDIATE").await,
         Dialect::Postgres => {
-            // Connections plan every statement anew (see the store), which
-            // would also replan the foreign key check of every index row
-            // written here; the import's own statements gain nothing from
-            // it.
+            // Connections plan every statement for its values (see the
+            // store); the import's statements of thousands of rows each
+            // would only pay for planning again on every batch.
             store
                 .pool()
                 .begin_with("BEGIN; SET LOCAL plan_cache_mode = auto")
                 .await
         }
-    };
-    transaction.context("could not start a database transaction")
+    }
+    .context("could not start a database transaction")?;
+    if store.dialect() == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(IMPORT_LOCK)
+            .execute(&mut *transaction)
+            .await
+            .context("could not wait for another catalog import to finish")?;
+    }
+    Ok(transaction)
 }
 
 /// Deletes the demo catalog; returns whether there was one.
