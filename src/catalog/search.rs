@@ -238,34 +238,38 @@ impl Catalog {
         let pool = self.store().pool();
         let mut expansions = Vec::new();
 
-        let exact = sqlx::query("SELECT term FROM search_vocab WHERE term = $1")
-            .bind(term.to_string())
-            .fetch_optional(pool)
-            .await
-            .context("could not read the search vocabulary")?;
-        let has_exact = exact.is_some();
-        if has_exact {
-            expansions.push(Expansion {
-                term: term.to_string(),
-                quality: 1.0,
-            });
-        }
-
+        // One query reads the term itself and, from three characters on,
+        // up to 20 stored terms it is a prefix of: the term sorts first.
         let length = term.chars().count();
-        if length >= 3 {
-            let rows = sqlx::query(
-                "SELECT term FROM search_vocab WHERE term > $1 AND term < $2 ORDER BY term LIMIT 20",
+        let rows = if length >= 3 {
+            sqlx::query(
+                "SELECT term FROM search_vocab WHERE term >= $1 AND term < $2 ORDER BY term \
+                 LIMIT 21",
             )
             .bind(term.to_string())
             .bind(format!("{term}\u{10FFFF}"))
             .fetch_all(pool)
             .await
-            .context("could not read the search vocabulary")?;
-            for row in rows {
-                let longer: String = row.try_get("term")?;
-                let ratio = length as f64 / longer.chars().count() as f64;
+        } else {
+            sqlx::query("SELECT term FROM search_vocab WHERE term = $1")
+                .bind(term.to_string())
+                .fetch_all(pool)
+                .await
+        }
+        .context("could not read the search vocabulary")?;
+        let mut has_exact = false;
+        for row in rows {
+            let stored: String = row.try_get("term")?;
+            if stored == term {
+                has_exact = true;
                 expansions.push(Expansion {
-                    term: longer,
+                    term: stored,
+                    quality: 1.0,
+                });
+            } else if expansions.len() < 20 + usize::from(has_exact) {
+                let ratio = length as f64 / stored.chars().count() as f64;
+                expansions.push(Expansion {
+                    term: stored,
                     quality: 0.5 + 0.3 * ratio,
                 });
             }
