@@ -28,6 +28,7 @@ on_both_databases!(
     first_real_import_removes_demo,
     port_api_shape_resolves_relations,
     stats_command_prints_counts,
+    entity_moved_to_earlier_path_is_kept,
 );
 
 /// Blueprints inferred from the Backstage examples, with their entities.
@@ -149,6 +150,56 @@ async fn reimport_changes_nothing(database: TestDatabase) {
     assert_eq!(again.updated, 0);
     assert_eq!(again.removed, 0);
     assert_eq!(again.unchanged, 51);
+}
+
+/// A Backstage component document named `name`.
+fn component_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+         spec:\n  type: service\n  lifecycle: production\n  owner: team-a\n"
+    )
+}
+
+/// An entity that moves from one imported path to another stays when the
+/// path it moved to is imported first, in the same import.
+async fn entity_moved_to_earlier_path_is_kept(database: TestDatabase) {
+    let store = database.store().await;
+    let clock: SharedClock = manual_clock();
+    let folder = tempfile::TempDir::new().unwrap();
+    let first = folder.path().join("first.yaml");
+    let second = folder.path().join("second.yaml");
+    std::fs::write(
+        &first,
+        format!(
+            "{}---\n{}",
+            component_yaml("mover"),
+            component_yaml("stayer")
+        ),
+    )
+    .unwrap();
+    std::fs::write(&second, component_yaml("other")).unwrap();
+    import(&store, &clock, &[first.clone(), second.clone()]).await;
+
+    std::fs::write(&first, component_yaml("stayer")).unwrap();
+    std::fs::write(
+        &second,
+        format!(
+            "{}---\n{}",
+            component_yaml("other"),
+            component_yaml("mover")
+        ),
+    )
+    .unwrap();
+    let report = import(&store, &clock, &[second, first]).await;
+
+    assert_eq!(report.removed, 0, "{report:?}");
+    let catalog = Catalog::new(store);
+    assert!(
+        entity(&catalog, "component", "mover").await.is_some(),
+        "the moved entity was deleted"
+    );
+    assert!(entity(&catalog, "component", "stayer").await.is_some());
+    assert!(entity(&catalog, "component", "other").await.is_some());
 }
 
 async fn edited_file_updates_one_entity(database: TestDatabase) {

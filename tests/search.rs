@@ -18,7 +18,61 @@ on_both_databases!(
     sort_by_follows_order,
     limits_are_validated,
     scope_hides_other_blueprints,
+    lower_bound_only_past_candidate_cap,
 );
+
+/// Postings of one term read for candidates; the response says its total
+/// is a lower bound only when a term has more.
+const CANDIDATE_CAP: usize = 2_000;
+
+/// Writes `count` Port entities titled "Zebra" with nothing else indexed
+/// under that word or words it is a prefix of, so "zebra" has `count`
+/// postings.
+fn zebra_entities(folder: &std::path::Path, count: usize) -> std::path::PathBuf {
+    let entities: Vec<Value> = (0..count)
+        .map(|index| {
+            json!({
+                "identifier": format!("animal-{index}"),
+                "title": "Zebra",
+                "blueprint": "animal",
+                "properties": {},
+                "relations": {},
+            })
+        })
+        .collect();
+    let path = folder.join("entities.json");
+    std::fs::write(&path, json!({"ok": true, "entities": entities}).to_string()).unwrap();
+    path
+}
+
+/// A term with exactly as many postings as the candidate cap is counted in
+/// full; one more makes the total a lower bound.
+async fn lower_bound_only_past_candidate_cap(database: TestDatabase) {
+    let store = database.store().await;
+    let clock: SharedClock = manual_clock();
+    let folder = tempfile::TempDir::new().unwrap();
+    let catalog = Catalog::new(store.clone());
+
+    import(
+        &store,
+        &clock,
+        &[zebra_entities(folder.path(), CANDIDATE_CAP)],
+    )
+    .await;
+    let at_cap = search_text(&catalog, "zebra").await;
+    assert_eq!(at_cap.total, CANDIDATE_CAP);
+    assert!(!at_cap.total_is_lower_bound, "every posting was read");
+
+    import(
+        &store,
+        &clock,
+        &[zebra_entities(folder.path(), CANDIDATE_CAP + 1)],
+    )
+    .await;
+    let past_cap = search_text(&catalog, "zebra").await;
+    assert_eq!(past_cap.total, CANDIDATE_CAP);
+    assert!(past_cap.total_is_lower_bound, "a posting was left unread");
+}
 
 async fn backstage_catalog(database: &TestDatabase) -> Catalog {
     let store = database.store().await;

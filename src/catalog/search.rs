@@ -360,8 +360,9 @@ impl Catalog {
         sizes.sort();
 
         if let Some((rarest_size, rarest)) = sizes.first().copied() {
-            let postings = self.postings(&groups[rarest], restriction, None).await?;
-            capped |= rarest_size > CANDIDATE_CAP || postings.len() >= CANDIDATE_CAP as usize;
+            let mut postings = self.postings(&groups[rarest], restriction, None).await?;
+            capped |= rarest_size > CANDIDATE_CAP || postings.len() > CANDIDATE_CAP as usize;
+            postings.truncate(CANDIDATE_CAP as usize);
             for (id, term, field) in postings {
                 let quality = quality_of(&groups[rarest], &term) * field.weight();
                 let candidate = candidates.entry(id).or_insert_with(new_candidate);
@@ -459,7 +460,8 @@ impl Catalog {
                 format!(
                     "SELECT t.entity_id AS entity_id, t.term AS term, t.field AS field \
                      FROM {from_sql} WHERE t.term IN ({terms_sql}){where_sql} \
-                     LIMIT {CANDIDATE_CAP}"
+                     LIMIT {}",
+                    CANDIDATE_CAP + 1
                 )
             };
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -175,6 +175,7 @@ pub async fn run_periodically(
 
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => break,
             _ = ticks.tick() => {}
         }

@@ -179,6 +179,7 @@ async fn run_maintenance(app: App, stop: CancellationToken) {
     let mut interval = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = interval.tick() => {}
         }
@@ -198,6 +199,7 @@ async fn run_sweeps(bot: Arc<Bot>, interval: Duration, stop: CancellationToken) 
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }

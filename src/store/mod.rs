@@ -137,8 +137,10 @@ impl Store {
             }
             Dialect::Postgres => {
                 sqlx::query(
-                    "VACUUM (ANALYZE) entities, entity_relations, entity_property_values, \
-                     search_terms, search_vocab, search_grams",
+                    // Without TRUNCATE, VACUUM takes no lock that would
+                    // pause searches running meanwhile.
+                    "VACUUM (ANALYZE, TRUNCATE false) entities, entity_relations, \
+                     entity_property_values, search_terms, search_vocab, search_grams",
                 )
                 .execute(&self.pool)
                 .await?;

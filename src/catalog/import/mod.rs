@@ -471,7 +471,13 @@ pub(crate) async fn apply(
 
         let gone: Vec<(i64, String)> = existing
             .iter()
-            .filter(|(reference, stored)| stored.source == source.key && !seen.contains(*reference))
+            // An entity that another path of this import now defines has
+            // moved there; its row belongs to that path.
+            .filter(|(reference, stored)| {
+                stored.source == source.key
+                    && !seen.contains(*reference)
+                    && !claimed.contains_key(*reference)
+            })
             .map(|(reference, stored)| (stored.id, reference.blueprint.clone()))
             .collect();
         if !gone.is_empty() {
