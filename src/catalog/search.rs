@@ -690,8 +690,9 @@ impl Restriction {
         }
     }
 
-    /// The `FROM` clause (postings as `t`) and the condition to append after
-    /// a `WHERE`, with parameters numbered after `terms` query terms.
+    /// Builds the `FROM` clause (postings as `t`) and the condition to
+    /// append after a `WHERE`, numbering parameters after `terms` query
+    /// terms.
     fn sql(&self, terms: usize) -> (String, String) {
         if !self.restricts {
             return ("search_terms t".to_string(), String::new());

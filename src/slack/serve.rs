@@ -81,8 +81,8 @@ pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<(
             maintenance.clone(),
         ));
     }
-    // Periodic work that uses the database; shutdown waits for it to end
-    // before closing the pool.
+    // Periodic work that uses the database. Shutdown waits for it to end
+    // before it closes the pool.
     let background = TaskTracker::new();
     background.spawn(run_maintenance(app.clone(), maintenance.clone()));
     super::actions::sweep(&bot).await;

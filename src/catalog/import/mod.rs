@@ -472,7 +472,7 @@ pub(crate) async fn apply(
         let gone: Vec<(i64, String)> = existing
             .iter()
             // An entity that another path of this import now defines has
-            // moved there; its row belongs to that path.
+            // moved there, so its row belongs to that path.
             .filter(|(reference, stored)| {
                 stored.source == source.key
                     && !seen.contains(*reference)
