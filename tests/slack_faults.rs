@@ -293,6 +293,24 @@ async fn silent_socket_is_replaced(database: TestDatabase) {
     bot.stop().await;
 }
 
+/// A socket that Slack accepts but never sends `hello` on is replaced
+/// after the silence timeout, even though it replies to pings.
+async fn socket_without_hello_is_replaced(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
+    let first = bot.slack.open_socket_ids()[0];
+    bot.slack.withhold_next_hello();
+    bot.slack.close_socket(first).await;
+    let mute = new_socket(&bot.slack, &[first]).await;
+
+    let replacement = new_socket(&bot.slack, &[first, mute]).await;
+
+    assert!(!bot.slack.open_socket_ids().contains(&mute));
+    ask_on(&bot, replacement, "who owns payments?").await;
+    let (status, body) = get(&bot, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    bot.stop().await;
+}
+
 async fn failed_connection_opens_back_off_with_jitter(database: TestDatabase) {
     let bot = bot_with(&database, &[]).await;
     let socket = bot.slack.open_socket_ids()[0];
@@ -395,6 +413,7 @@ on_both_databases!(
     link_disabled_stops_reconnecting,
     too_many_websockets_backs_off,
     silent_socket_is_replaced,
+    socket_without_hello_is_replaced,
     failed_connection_opens_back_off_with_jitter,
     socket_count_is_configurable,
     malformed_frames_are_acked_and_dropped,

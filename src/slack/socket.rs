@@ -322,7 +322,8 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
     let metrics = shared.bot.app.metrics.clone();
     let options = &shared.options;
     let mut said_hello = false;
-    let mut last_frame = Instant::now();
+    let connected_at = Instant::now();
+    let mut last_frame = connected_at;
     let mut ticks = tokio::time::interval(options.ping_interval.min(options.silence_timeout));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set once a replacement was opened: read until Slack closes this one.
@@ -397,6 +398,12 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
                 }
                 if quiet >= options.silence_timeout {
                     break Ended::Silent;
+                }
+                // Pongs keep a socket without `hello` from going silent, but
+                // Slack sends no envelope on it, so it counts as a failed
+                // attempt.
+                if !said_hello && connected_at.elapsed() >= options.silence_timeout {
+                    break Ended::Closed("no hello from Slack".to_string());
                 }
                 if quiet >= options.ping_interval
                     && let Err(error) = sink.send(Message::Ping(Vec::new().into())).await
