@@ -232,9 +232,9 @@ impl Settings {
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self> {
         let env = Env(vars);
 
-        Ok(Self {
+        let settings = Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
-            database_timeout: env.seconds("AGENTDESK_DATABASE_TIMEOUT_SECS", 10)?,
+            database_timeout: env.positive_seconds("AGENTDESK_DATABASE_TIMEOUT_SECS", 10)?,
             backend: BackendKind::parse(&env.string("AGENTDESK_BACKEND", "offline"))?,
             agents_file: env.raw("AGENTDESK_CONFIG").map(std::path::PathBuf::from),
             openai: OpenAiSettings {
@@ -252,25 +252,26 @@ impl Settings {
                 app_token: env.secret("SLACK_APP_TOKEN"),
                 api_url: env.string("SLACK_API_URL", "https://slack.com/api/"),
                 socket_connections: env.number("AGENTDESK_SOCKET_CONNECTIONS", 2, 1, 10)?,
-                reconnect_delay: env.seconds("AGENTDESK_SOCKET_RECONNECT_SECS", 5)?,
-                reconnect_max: env.seconds("AGENTDESK_SOCKET_RECONNECT_MAX_SECS", 120)?,
-                too_many_sockets_delay: env.seconds("AGENTDESK_SOCKET_TOO_MANY_SECS", 60)?,
-                ping_interval: env.seconds("AGENTDESK_SOCKET_PING_SECS", 10)?,
-                silence_timeout: env.seconds("AGENTDESK_SOCKET_SILENCE_SECS", 30)?,
+                reconnect_delay: env.positive_seconds("AGENTDESK_SOCKET_RECONNECT_SECS", 5)?,
+                reconnect_max: env.positive_seconds("AGENTDESK_SOCKET_RECONNECT_MAX_SECS", 120)?,
+                too_many_sockets_delay: env
+                    .positive_seconds("AGENTDESK_SOCKET_TOO_MANY_SECS", 60)?,
+                ping_interval: env.positive_seconds("AGENTDESK_SOCKET_PING_SECS", 10)?,
+                silence_timeout: env.positive_seconds("AGENTDESK_SOCKET_SILENCE_SECS", 30)?,
                 socket_stagger: env.seconds("AGENTDESK_SOCKET_STAGGER_SECS", 1)?,
-                dedupe_ttl: env.seconds("AGENTDESK_DEDUPE_TTL_SECS", 86_400)?,
+                dedupe_ttl: env.positive_seconds("AGENTDESK_DEDUPE_TTL_SECS", 86_400)?,
                 max_message_chars: env.number("AGENTDESK_MAX_MESSAGE_CHARS", 3900, 200, 3900)?,
             },
             agent_loop: LoopSettings {
                 max_tool_calls: env.number("AGENTDESK_MAX_TOOL_CALLS", 15, 0, 1000)?,
-                time_budget: env.seconds("AGENTDESK_TIME_BUDGET_SECS", 120)?,
+                time_budget: env.positive_seconds("AGENTDESK_TIME_BUDGET_SECS", 120)?,
                 tool_result_max_bytes: env.number(
                     "AGENTDESK_TOOL_RESULT_MAX_BYTES",
                     16_384,
                     256,
                     1 << 24,
                 )?,
-                llm_timeout: env.seconds("AGENTDESK_LLM_TIMEOUT_SECS", 60)?,
+                llm_timeout: env.positive_seconds("AGENTDESK_LLM_TIMEOUT_SECS", 60)?,
                 llm_max_retries: env.number("AGENTDESK_LLM_MAX_RETRIES", 3, 0, 20)?,
                 llm_retry_base: Duration::from_millis(env.number(
                     "AGENTDESK_LLM_RETRY_BASE_MS",
@@ -289,10 +290,23 @@ impl Settings {
             )?,
             shutdown_grace: env.seconds("AGENTDESK_SHUTDOWN_GRACE_SECS", 20)?,
             http_addr: env.socket_address("AGENTDESK_HTTP_ADDR", "127.0.0.1:8080")?,
-            retention_interval: env.seconds("AGENTDESK_RETENTION_INTERVAL_SECS", 3_600)?,
-            approval_sweep_interval: env.seconds("AGENTDESK_APPROVAL_SWEEP_SECS", 30)?,
+            retention_interval: env.positive_seconds("AGENTDESK_RETENTION_INTERVAL_SECS", 3_600)?,
+            approval_sweep_interval: env.positive_seconds("AGENTDESK_APPROVAL_SWEEP_SECS", 30)?,
             env: EnvSnapshot(std::sync::Arc::new(vars.clone())),
-        })
+        };
+        let slack = &settings.slack;
+        // A quiet connection is pinged after the ping interval, so a silence
+        // timeout at or below it would replace healthy connections.
+        if slack.silence_timeout <= slack.ping_interval {
+            bail!(
+                "invalid AGENTDESK_SOCKET_SILENCE_SECS={}: it must be greater than \
+                 AGENTDESK_SOCKET_PING_SECS={}, so a quiet connection is pinged before it is \
+                 replaced",
+                slack.silence_timeout.as_secs_f64(),
+                slack.ping_interval.as_secs_f64()
+            );
+        }
+        Ok(settings)
     }
 }
 
@@ -364,5 +378,20 @@ impl Env<'_> {
             bail!("invalid {name}={raw}: at most {MAX_SECONDS} seconds (a year) is accepted");
         }
         Ok(Duration::from_secs_f64(seconds))
+    }
+
+    /// Reads a duration like [`Env::seconds`] that must be above zero,
+    /// because zero would turn its wait into a busy loop or make every
+    /// request time out.
+    fn positive_seconds(&self, name: &str, default: u64) -> Result<Duration> {
+        let duration = self.seconds(name, default)?;
+        if duration.is_zero() {
+            bail!(
+                "invalid {name}={}: expected a number of seconds above 0, such as {default}. \
+                 Unset it for the default of {default}",
+                self.raw(name).unwrap_or_default()
+            );
+        }
+        Ok(duration)
     }
 }

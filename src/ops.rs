@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,6 +27,11 @@ use crate::app::App;
 
 /// Maximum wait for the database in `/readyz`.
 const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Maximum wait for a request's headers, idle keep-alive time included.
+/// Without it, a client that stalls mid-request keeps its connection and
+/// file descriptor until shutdown.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds the endpoints; fails with a clear error when the address is taken.
 pub async fn bind(address: std::net::SocketAddr) -> Result<TcpListener> {
@@ -65,7 +70,10 @@ pub async fn serve(listener: TcpListener, app: App, stop: CancellationToken) {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(respond(&app, request).await) }
             });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 result = connection => {
                     if let Err(error) = result {

@@ -522,6 +522,76 @@ async fn unreachable_postgres_fails_fast_with_cause() {
     );
 }
 
+/// Timings that must be above zero. Zero made a failing
+/// `apps.connections.open` retry in a tight loop, every question fail its
+/// time budget, and the database and sweep waits silently become 100 ms.
+const POSITIVE_TIMINGS: [&str; 11] = [
+    "AGENTDESK_DATABASE_TIMEOUT_SECS",
+    "AGENTDESK_SOCKET_RECONNECT_SECS",
+    "AGENTDESK_SOCKET_RECONNECT_MAX_SECS",
+    "AGENTDESK_SOCKET_TOO_MANY_SECS",
+    "AGENTDESK_SOCKET_PING_SECS",
+    "AGENTDESK_SOCKET_SILENCE_SECS",
+    "AGENTDESK_DEDUPE_TTL_SECS",
+    "AGENTDESK_TIME_BUDGET_SECS",
+    "AGENTDESK_LLM_TIMEOUT_SECS",
+    "AGENTDESK_APPROVAL_SWEEP_SECS",
+    "AGENTDESK_RETENTION_INTERVAL_SECS",
+];
+
+#[test]
+fn zero_timing_settings_are_rejected() {
+    for name in POSITIVE_TIMINGS {
+        // 1e-400 parses as 0.0, and 1e-12 rounds to a zero duration.
+        for value in ["0", "0.0", "-0", "1e-400", "1e-12"] {
+            let vars = HashMap::from([(name.to_string(), value.to_string())]);
+
+            let result = Settings::from_map(&vars);
+
+            let message = format!(
+                "{:#}",
+                result.expect_err(&format!("{name}={value} accepted"))
+            );
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains("above 0"), "{message}");
+        }
+    }
+}
+
+#[test]
+fn zero_grace_and_stagger_are_accepted() {
+    for name in [
+        "AGENTDESK_SHUTDOWN_GRACE_SECS",
+        "AGENTDESK_SOCKET_STAGGER_SECS",
+    ] {
+        let vars = HashMap::from([(name.to_string(), "0".to_string())]);
+
+        let result = Settings::from_map(&vars);
+
+        assert!(result.is_ok(), "{name}=0: {:#}", result.unwrap_err());
+    }
+}
+
+#[test]
+fn silence_timeout_must_exceed_ping_interval() {
+    let vars = HashMap::from([
+        ("AGENTDESK_SOCKET_PING_SECS".to_string(), "10".to_string()),
+        (
+            "AGENTDESK_SOCKET_SILENCE_SECS".to_string(),
+            "10".to_string(),
+        ),
+    ]);
+
+    let result = Settings::from_map(&vars);
+
+    let message = format!("{:#}", result.expect_err("silence equal to ping accepted"));
+    assert!(
+        message.contains("AGENTDESK_SOCKET_SILENCE_SECS"),
+        "{message}"
+    );
+    assert!(message.contains("AGENTDESK_SOCKET_PING_SECS"), "{message}");
+}
+
 #[test]
 fn redact_url_hides_every_password_form() {
     for (url, secret) in [

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use agentdesk_standins::Reply;
 use agentdesk_standins::openai::OpenAiStandin;
-use agentdesk_standins::slack::{SlackStandin, with_fresh_ids};
+use agentdesk_standins::slack::{Fault, SlackStandin, with_fresh_ids};
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::helpers::bot::WAIT;
-use crate::helpers::{TestDatabase, agentdesk_binary, on_both_databases_with_demo, slack_fixture};
+use crate::helpers::bot::{WAIT, start_bot};
+use crate::helpers::{
+    TestDatabase, agentdesk_binary, on_both_databases, on_both_databases_with_demo, slack_fixture,
+};
 
 /// Starts `serve` against the stand-ins, logging to a file in `directory`.
 fn spawn_serve(
@@ -177,3 +179,58 @@ on_both_databases_with_demo!(
     sigterm_lets_running_answer_finish,
     sigterm_interrupts_answer_past_grace_period,
 );
+
+/// Shutdown that starts while a slash command's reply is being computed
+/// still sends that reply in the ack, because Slack shows the user an error
+/// for a slash command that is never acked.
+async fn shutdown_sends_pending_slash_reply(database: TestDatabase) {
+    let directory = TempDir::new().expect("temp dir");
+    let agents_path = directory.path().join("agentdesk.yaml");
+    std::fs::write(
+        &agents_path,
+        "agents:\n  - id: oncall\n    title: On-call\n    description: Pages.\n    \
+         access:\n      user_groups: [S0ONCALL]\n",
+    )
+    .expect("agents file written");
+    let agents_path = agents_path.display().to_string();
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    // The access check waits out a one-second Retry-After, so the reply
+    // is still being computed when shutdown starts.
+    slack.fail_next(
+        "usergroups.users.list",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    let mut bot = start_bot(slack, database.url(), &[("AGENTDESK_CONFIG", &agents_path)]).await;
+    let slack = &bot.slack;
+
+    let mut command = slack_fixture("slash_command_envelope.json");
+    command["payload"]["text"] = json!("agents");
+    let envelope_id = command["envelope_id"].as_str().expect("an id").to_string();
+    slack.send_envelope(command).await.expect("sent");
+    slack
+        .wait_for_calls("usergroups.users.list", 1, WAIT)
+        .await
+        .expect("the access check starts");
+    let _ = bot.stop.take().expect("running").send(());
+
+    let ack = slack
+        .wait_for_ack(&envelope_id, WAIT)
+        .await
+        .expect("the slash command is acked before the socket closes");
+    let text = ack
+        .payload
+        .as_ref()
+        .and_then(|payload| payload["text"].as_str())
+        .unwrap_or_default();
+    assert!(text.contains("any agent"), "{text}");
+    bot.task
+        .take()
+        .expect("running")
+        .await
+        .expect("the serve task panicked")
+        .expect("serve failed");
+}
+
+on_both_databases!(shutdown_sends_pending_slash_reply);

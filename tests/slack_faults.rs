@@ -122,6 +122,29 @@ async fn operations_endpoints_report_health_and_metrics(database: TestDatabase) 
     bot.stop().await;
 }
 
+/// A client that sends part of a request and stalls keeps its connection
+/// only until the header read timeout, and other requests are answered
+/// meanwhile.
+async fn stalled_operations_client_is_disconnected(database: TestDatabase) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let bot = bot_with(&database, &[]).await;
+    let address = *bot.app.status.ops_addr.get().expect("bound");
+    let mut stalled = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connected");
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial request sent");
+
+    assert_eq!(get(&bot, "/healthz").await, (200, "ok\n".to_string()));
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), stalled.read_to_end(&mut buffer)).await;
+    assert!(read.is_ok(), "the stalled connection is still open");
+    bot.stop().await;
+}
+
 async fn taken_operations_port_stops_startup(database: TestDatabase) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("address").to_string();
@@ -270,6 +293,24 @@ async fn silent_socket_is_replaced(database: TestDatabase) {
     bot.stop().await;
 }
 
+/// A socket that Slack accepts but never sends `hello` on is replaced
+/// after the silence timeout, even though it replies to pings.
+async fn socket_without_hello_is_replaced(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
+    let first = bot.slack.open_socket_ids()[0];
+    bot.slack.withhold_next_hello();
+    bot.slack.close_socket(first).await;
+    let mute = new_socket(&bot.slack, &[first]).await;
+
+    let replacement = new_socket(&bot.slack, &[first, mute]).await;
+
+    assert!(!bot.slack.open_socket_ids().contains(&mute));
+    ask_on(&bot, replacement, "who owns payments?").await;
+    let (status, body) = get(&bot, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    bot.stop().await;
+}
+
 async fn failed_connection_opens_back_off_with_jitter(database: TestDatabase) {
     let bot = bot_with(&database, &[]).await;
     let socket = bot.slack.open_socket_ids()[0];
@@ -364,6 +405,7 @@ async fn malformed_frames_are_acked_and_dropped(database: TestDatabase) {
 
 on_both_databases!(
     operations_endpoints_report_health_and_metrics,
+    stalled_operations_client_is_disconnected,
     taken_operations_port_stops_startup,
     rate_limited_calls_are_retried_after_retry_after,
     disconnect_warning_replaces_socket_and_loses_nothing,
@@ -371,6 +413,7 @@ on_both_databases!(
     link_disabled_stops_reconnecting,
     too_many_websockets_backs_off,
     silent_socket_is_replaced,
+    socket_without_hello_is_replaced,
     failed_connection_opens_back_off_with_jitter,
     socket_count_is_configurable,
     malformed_frames_are_acked_and_dropped,

@@ -52,6 +52,10 @@ use crate::config::SlackSettings;
 /// Maximum wait for the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Maximum wait at shutdown for slash command replies still being
+/// computed: Slack drops a slash command that is not acked within 3 s.
+const PENDING_REPLIES_WAIT: Duration = Duration::from_secs(3);
+
 /// Timings of the connection loop, from the settings.
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
@@ -318,7 +322,8 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
     let metrics = shared.bot.app.metrics.clone();
     let options = &shared.options;
     let mut said_hello = false;
-    let mut last_frame = Instant::now();
+    let connected_at = Instant::now();
+    let mut last_frame = connected_at;
     let mut ticks = tokio::time::interval(options.ping_interval.min(options.silence_timeout));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set once a replacement was opened: read until Slack closes this one.
@@ -327,6 +332,11 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
     let ended = loop {
         tokio::select! {
             _ = shared.stop.cancelled() => {
+                // Slash command replies still being computed would be lost
+                // with the socket, and Slack would show their users an
+                // error, so they are sent before the close.
+                drop(replies);
+                send_pending_replies(&mut sink, &mut outgoing).await;
                 let _ = sink.send(Message::Close(None)).await;
                 break Ended::Stopped;
             }
@@ -389,6 +399,12 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
                 if quiet >= options.silence_timeout {
                     break Ended::Silent;
                 }
+                // Pongs keep a socket without `hello` from going silent, but
+                // Slack sends no envelope on it, so it counts as a failed
+                // attempt.
+                if !said_hello && connected_at.elapsed() >= options.silence_timeout {
+                    break Ended::Closed("no hello from Slack".to_string());
+                }
                 if quiet >= options.ping_interval
                     && let Err(error) = sink.send(Message::Ping(Vec::new().into())).await
                 {
@@ -406,6 +422,23 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
         other => other,
     };
     (ended, said_hello)
+}
+
+/// Sends the slash command replies that spawned work still computes, until
+/// every reply is sent or [`PENDING_REPLIES_WAIT`] passes. Returns at once
+/// when none is pending, because each reply task owns a sender of
+/// `outgoing` and the caller has dropped its own.
+async fn send_pending_replies(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    outgoing: &mut mpsc::UnboundedReceiver<Message>,
+) {
+    let deadline = Instant::now() + PENDING_REPLIES_WAIT;
+    while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, outgoing.recv()).await {
+        if let Err(error) = sink.send(reply).await {
+            warn!(error = %error, "could not send a slash command reply during shutdown");
+            return;
+        }
+    }
 }
 
 /// The loop's next step after one text frame.

@@ -271,6 +271,12 @@ impl SlackStandin {
         self.shared.socket_mode().silence(socket)
     }
 
+    /// Makes the next socket that opens send no `hello`, as a Slack that
+    /// accepts the connection but never readies it. It still replies to pings.
+    pub fn withhold_next_hello(&self) {
+        self.shared.socket_mode().withhold_next_hello = true;
+    }
+
     /// Closes one socket from the server side with a WebSocket close frame.
     /// The socket stops counting as open at once. An unknown index is ignored.
     pub async fn close_socket(&self, socket: usize) {

@@ -34,6 +34,8 @@ pub(super) struct SocketModeState {
     next_socket: usize,
     /// The lowest socket index that round robin picks next.
     round_robin: usize,
+    /// Whether the next socket to open gets no `hello` frame.
+    pub(super) withhold_next_hello: bool,
     /// When each envelope still waiting for its first ack was queued.
     sent_at: HashMap<String, Instant>,
     pub(super) frames: Vec<ClientFrame>,
@@ -69,7 +71,7 @@ impl SocketModeState {
     }
 
     /// Registers a new socket and queues its `hello` frame ahead of any
-    /// envelope. Returns the socket's index.
+    /// envelope, unless the hello is withheld. Returns the socket's index.
     fn register(
         &mut self,
         queue: mpsc::UnboundedSender<String>,
@@ -80,8 +82,10 @@ impl SocketModeState {
         self.silencers.insert(socket, silencer);
 
         let hello = hello_frame(self.sockets.len() + 1);
-        // The caller owns the receiver, so the queue is open.
-        let _ = queue.send(hello.to_string());
+        if !std::mem::take(&mut self.withhold_next_hello) {
+            // The caller owns the receiver, so the queue is open.
+            let _ = queue.send(hello.to_string());
+        }
         self.sockets.insert(socket, queue);
         socket
     }
