@@ -175,9 +175,58 @@ async fn sigterm_interrupts_answer_past_grace_period(database: TestDatabase) {
     );
 }
 
+/// A second SIGTERM ends the process at once, without waiting out the
+/// grace period for the running answer, and the next start marks that
+/// answer interrupted.
+async fn second_sigterm_exits_at_once(database: TestDatabase) {
+    let directory = TempDir::new().expect("temp dir");
+    let slack = SlackStandin::start().await.expect("stand-in Slack starts");
+    let model = OpenAiStandin::start().await.expect("model stand-in starts");
+    model.push(Reply::Delayed(
+        Duration::from_secs(30),
+        Box::new(Reply::Text("too late".to_string())),
+    ));
+    let mut child = spawn_serve(&directory, &database, &slack, &model, "60");
+    slack.wait_for_sockets(1, WAIT).await.expect("a socket");
+    slack.send_envelope(question()).await.expect("sent");
+    model
+        .wait_for_requests(1, WAIT)
+        .await
+        .expect("the model is asked");
+
+    terminate(&child);
+    slack
+        .wait_for_sockets_closed(Duration::from_secs(5))
+        .await
+        .expect("the first SIGTERM closes the socket");
+    let signalled = Instant::now();
+    terminate(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+
+    assert_eq!(
+        status.code(),
+        Some(agentdesk::slack::serve::EXIT_ON_SECOND_SIGNAL),
+        "{status}: {}",
+        log_of(&directory)
+    );
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert!(log_of(&directory).contains("second stop signal"));
+    let store = database.store().await;
+    let invocation = agentdesk::store::invocations::recent(&store, 1)
+        .await
+        .expect("invocations")
+        .remove(0);
+    assert_eq!(
+        invocation.status,
+        agentdesk::store::invocations::Status::InProgress,
+        "left for the next start to mark interrupted"
+    );
+}
+
 on_both_databases_with_demo!(
     sigterm_lets_running_answer_finish,
     sigterm_interrupts_answer_past_grace_period,
+    second_sigterm_exits_at_once,
 );
 
 /// Shutdown that starts while a slash command's reply is being computed

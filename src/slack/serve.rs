@@ -36,8 +36,23 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(10);
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(app: App) -> Result<()> {
-    run_until(app, shutdown_signal()).await
+    let first_signal = async {
+        shutdown_signal().await;
+        // A second signal ends the process at once, without waiting for
+        // running answers. They stay in progress in the database and are
+        // marked interrupted at the next start, as after a crash.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            warn!("second stop signal received; exiting without waiting for running answers");
+            std::process::exit(EXIT_ON_SECOND_SIGNAL);
+        });
+    };
+    run_until(app, first_signal).await
 }
+
+/// Exit status after a second SIGINT or SIGTERM, as a shell reports a
+/// process ended by SIGINT (128 + 2).
+pub const EXIT_ON_SECOND_SIGNAL: i32 = 130;
 
 /// Runs until `shutdown` completes; tests pass their own future.
 pub async fn run_until(app: App, shutdown: impl Future<Output = ()>) -> Result<()> {
