@@ -370,10 +370,11 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
                             metrics.socket_opened();
                         }
                     }
-                    Frame::Ack(ack) => {
+                    Frame::Ack(ack, label) => {
                         if let Err(error) = sink.send(Message::text(ack)).await {
                             break Ended::Closed(format!("write failed: {error}"));
                         }
+                        shared.bot.app.metrics.event_acked(label);
                     }
                     Frame::Disconnect(reason) => match reason.as_str() {
                         "link_disabled" => break Ended::LinkDisabled,
@@ -444,8 +445,9 @@ async fn send_pending_replies(
 /// The loop's next step after one text frame.
 enum Frame {
     Hello,
-    /// An ack frame to send now.
-    Ack(String),
+    /// An ack frame to send now, and the envelope type to count it under
+    /// once it is written.
+    Ack(String, &'static str),
     Disconnect(String),
     Nothing,
 }
@@ -542,7 +544,9 @@ fn read_frame(shared: &Arc<Shared>, text: &str, replies: &mpsc::UnboundedSender<
         } => (envelope_id, kind, payload),
     };
     let label = match kind.as_str() {
-        "events_api" | "interactive" | "slash_commands" => kind.as_str(),
+        "events_api" => "events_api",
+        "interactive" => "interactive",
+        "slash_commands" => "slash_commands",
         _ => "unknown",
     };
     metrics.event_received(label);
@@ -551,13 +555,11 @@ fn read_frame(shared: &Arc<Shared>, text: &str, replies: &mpsc::UnboundedSender<
     match kind.as_str() {
         "events_api" => {
             handle_events_api(bot, payload);
-            metrics.event_acked(label);
-            Frame::Ack(ack)
+            Frame::Ack(ack, label)
         }
         "interactive" => {
             handle_interactive(bot, payload);
-            metrics.event_acked(label);
-            Frame::Ack(ack)
+            Frame::Ack(ack, label)
         }
         "slash_commands" => {
             // The reply goes in the ack, so the ack waits for it; the
@@ -582,8 +584,7 @@ fn read_frame(shared: &Arc<Shared>, text: &str, replies: &mpsc::UnboundedSender<
                 "Socket Mode envelope of an unknown type; acked and dropped"
             );
             metrics.event_dropped("unknown_envelope_type");
-            metrics.event_acked(label);
-            Frame::Ack(ack)
+            Frame::Ack(ack, label)
         }
     }
 }

@@ -377,8 +377,10 @@ async fn claim_until_exit(admin_url: &str, template: &str) {
 /// Drops demo templates whose test run has ended, best effort.
 async fn drop_orphaned_demo_templates(admin: &mut PgConnection) {
     let orphans: Vec<String> = match sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND NOT EXISTS \
-         (SELECT 1 FROM pg_stat_activity WHERE application_name = datname)",
+        // pg_stat_activity has a datname column too (the database a session
+        // is connected to), so both names are qualified.
+        "SELECT d.datname FROM pg_database d WHERE d.datname LIKE $1 AND NOT EXISTS \
+         (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = d.datname)",
     )
     .bind(format!("{}%", DEMO_TEMPLATE_PREFIX.replace('_', "\\_")))
     .fetch_all(&mut *admin)
