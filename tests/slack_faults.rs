@@ -311,6 +311,36 @@ async fn socket_without_hello_is_replaced(database: TestDatabase) {
     bot.stop().await;
 }
 
+/// A `warning` disconnect before `hello` counts as a failed attempt: the
+/// next connection waits for the back-off instead of opening at once.
+async fn disconnect_before_hello_backs_off(database: TestDatabase) {
+    let bot = bot_with(&database, &[]).await;
+    let first = bot.slack.open_socket_ids()[0];
+    bot.slack.withhold_next_hello();
+    bot.slack.close_socket(first).await;
+    let early = new_socket(&bot.slack, &[first]).await;
+    let opens = connection_opens(&bot.slack);
+
+    bot.slack
+        .send_frame_to(early, json!({"type": "disconnect", "reason": "warning"}))
+        .await
+        .expect("sent");
+    let sent = Instant::now();
+    while connection_opens(&bot.slack) == opens {
+        assert!(sent.elapsed() < WAIT, "no new connection was opened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first back-off is 0.2 s times a factor from 0.5 to 1.
+    assert!(
+        sent.elapsed() >= Duration::from_millis(80),
+        "reconnected after {:?}",
+        sent.elapsed()
+    );
+    let replacement = new_socket(&bot.slack, &[first, early]).await;
+    ask_on(&bot, replacement, "who owns payments?").await;
+    bot.stop().await;
+}
+
 async fn failed_connection_opens_back_off_with_jitter(database: TestDatabase) {
     let bot = bot_with(&database, &[]).await;
     let socket = bot.slack.open_socket_ids()[0];
@@ -414,6 +444,7 @@ on_both_databases!(
     too_many_websockets_backs_off,
     silent_socket_is_replaced,
     socket_without_hello_is_replaced,
+    disconnect_before_hello_backs_off,
     failed_connection_opens_back_off_with_jitter,
     socket_count_is_configurable,
     malformed_frames_are_acked_and_dropped,

@@ -36,13 +36,14 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(10);
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(app: App) -> Result<()> {
-    let first_signal = async {
-        shutdown_signal().await;
+    let mut signals = StopSignals::listen()?;
+    let first_signal = async move {
+        signals.next().await;
         // A second signal ends the process at once, without waiting for
         // running answers. They stay in progress in the database and are
         // marked interrupted at the next start, as after a crash.
-        tokio::spawn(async {
-            shutdown_signal().await;
+        tokio::spawn(async move {
+            signals.next().await;
             warn!("second stop signal received; exiting without waiting for running answers");
             std::process::exit(EXIT_ON_SECOND_SIGNAL);
         });
@@ -222,27 +223,61 @@ async fn run_sweeps(bot: Arc<Bot>, interval: Duration, stop: CancellationToken) 
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, listened for from creation on, so a signal that
+/// arrives while nobody waits is kept for the next wait.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening; must run inside the tokio runtime.
+    pub fn listen() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+            let terminate = match signal(SignalKind::terminate()) {
+                Ok(terminate) => Some(terminate),
                 Err(error) => {
                     warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops the bot");
-                    let _ = interrupt.await;
-                    return;
+                    None
                 }
             };
-        tokio::select! {
-            _ = interrupt => info!("SIGINT received"),
-            _ = terminate.recv() => info!("SIGTERM received"),
+            Ok(Self {
+                interrupt,
+                terminate,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    /// Waits for the next SIGINT or SIGTERM.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let interrupt = &mut self.interrupt;
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(terminate) => {
+                        terminate.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt.recv() => info!("SIGINT received"),
+                _ = terminate => info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -379,6 +379,13 @@ async fn run_connection(shared: &Arc<Shared>, slot: u32, socket: WebSocket) -> (
                     Frame::Disconnect(reason) => match reason.as_str() {
                         "link_disabled" => break Ended::LinkDisabled,
                         "too_many_websockets" => break Ended::TooManySockets,
+                        // A connection Slack never readied counts as a
+                        // failed attempt, so repeated early disconnects
+                        // back off instead of reconnecting at once.
+                        _ if !said_hello => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            break Ended::Closed(format!("Slack sent disconnect ({reason}) before hello"));
+                        }
                         _ if draining_since.is_none() => {
                             info!(reason = %reason, "Slack asked for a new connection; opening it and reading this one until it closes");
                             draining_since = Some(Instant::now());
