@@ -15,6 +15,7 @@ use sqlx::Row;
 use crate::helpers::{DatabaseKind, TestDatabase, manual_clock, on_both_databases, shared};
 
 on_both_databases!(
+    catalog_statistics_refresh_succeeds,
     migrations_apply_on_fresh_database_and_again,
     invocation_round_trip_keeps_tool_calls,
     finish_leaves_interrupted_row_alone,
@@ -58,6 +59,17 @@ fn completed(answer: &str) -> Outcome {
         },
         tool_calls: Vec::new(),
     }
+}
+
+/// Refreshing planner statistics runs outside a transaction on both
+/// databases; PostgreSQL rejects VACUUM inside one.
+async fn catalog_statistics_refresh_succeeds(database: TestDatabase) {
+    let store = database.store().await;
+    store
+        .refresh_catalog_statistics()
+        .await
+        .expect("statistics are refreshed");
+    store.close().await;
 }
 
 async fn get(store: &Store, id: &str) -> invocations::Invocation {

@@ -407,6 +407,55 @@ fn skip_postgres() -> bool {
     std::env::var("AGENTDESK_TEST_SKIP_POSTGRES").is_ok_and(|value| value.trim() == "1")
 }
 
+async fn database_exists(admin: &mut PgConnection, name: &str) -> bool {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_one(admin)
+        .await
+        .expect("pg_database is readable")
+        == 1
+}
+
+/// A demo template with a session named after it belongs to a running
+/// test process and stays; once that session ends, the template is
+/// dropped.
+#[tokio::test]
+async fn claimed_demo_template_is_kept() {
+    let admin_url = postgres_admin_url();
+    let Some(mut admin) = connect_admin(&admin_url).await else {
+        return;
+    };
+    let name = format!("{DEMO_TEMPLATE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .expect("the template is created");
+    let options = PgConnectOptions::from_str(&admin_url)
+        .expect("a valid URL")
+        .application_name(&name);
+    let claim = PgConnection::connect_with(&options)
+        .await
+        .expect("the claim connects");
+    drop_orphaned_demo_templates(&mut admin).await;
+    assert!(
+        database_exists(&mut admin, &name).await,
+        "a claimed template was dropped"
+    );
+
+    claim.close().await.expect("the claim closes");
+    // The server removes the ended session from pg_stat_activity shortly
+    // after the connection closes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while database_exists(&mut admin, &name).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an orphaned template was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop_orphaned_demo_templates(&mut admin).await;
+    }
+}
+
 async fn connect_postgres(url: &str) -> Result<PgConnection, String> {
     agentdesk::install_crypto_provider();
     match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, PgConnection::connect(url)).await {
